@@ -1,0 +1,136 @@
+//! Blob encoding: compress, then seal with the blob's type and id as associated data.
+//!
+//! Sealed plaintext is `compression[1] || payload`: 0 = stored raw, 1 = one zstd frame that
+//! records its content size. Compression is kept only when it is smaller. Opening a blob
+//! authenticates it (so it cannot be swapped for another blob, or a tree for data), caps the
+//! decompressed size before allocating, and re-hashes the plaintext against the id.
+
+use crate::crypto::MasterKey;
+use crate::error::FormatError;
+use crate::id::BlobId;
+use serde::{Deserialize, Serialize};
+
+/// No blob's plaintext may exceed this (chunks are at most 16 MiB; trees are capped here too).
+pub const MAX_BLOB_LEN: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BlobType {
+    Data,
+    Tree,
+}
+
+impl BlobType {
+    pub fn to_byte(self) -> u8 {
+        match self {
+            BlobType::Data => 0,
+            BlobType::Tree => 1,
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Result<Self, FormatError> {
+        match b {
+            0 => Ok(BlobType::Data),
+            1 => Ok(BlobType::Tree),
+            _ => Err(FormatError::invalid("blob type", format!("unknown type byte {b}"))),
+        }
+    }
+}
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+
+/// The associated data that binds a sealed blob to its type and id.
+pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad[0] = kind.to_byte();
+    aad[1..].copy_from_slice(id.as_bytes());
+    aad
+}
+
+/// Compresses (when that pays) and seals a blob whose id the caller already computed.
+pub fn seal_blob(key: &MasterKey, kind: BlobType, id: &BlobId, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
+    let mut body = Vec::with_capacity(plaintext.len() + 1);
+    body.push(RAW);
+    match zstd::bulk::compress(plaintext, zstd_level) {
+        Ok(compressed) if compressed.len() < plaintext.len() => {
+            body[0] = ZSTD;
+            body.extend_from_slice(&compressed);
+        }
+        _ => body.extend_from_slice(plaintext),
+    }
+    key.seal(&blob_aad(kind, id), &body)
+}
+
+/// Authenticates, decompresses and re-hashes a sealed blob. Only bytes that pass come back.
+pub fn open_blob(key: &MasterKey, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let body = key.open(&blob_aad(kind, id), sealed)?;
+    let plain = decode_body(&body)?;
+    if key.blob_id(&plain) != *id {
+        return Err(FormatError::invalid("blob", "content does not hash to its id"));
+    }
+    Ok(plain)
+}
+
+fn decode_body(body: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let Some((&tag, payload)) = body.split_first() else {
+        return Err(FormatError::Truncated { needed: 1, available: 0 });
+    };
+    match tag {
+        RAW => Ok(payload.to_vec()),
+        ZSTD => {
+            let size = match zstd::zstd_safe::get_frame_content_size(payload) {
+                Ok(Some(size)) => size,
+                _ => return Err(FormatError::invalid("blob", "zstd frame without a content size")),
+            };
+            if size > MAX_BLOB_LEN {
+                return Err(FormatError::TooLarge { what: "blob", size, limit: MAX_BLOB_LEN });
+            }
+            let cap = usize::try_from(size).map_err(|_| FormatError::invalid("blob", "size"))?;
+            let out = zstd::bulk::decompress(payload, cap)
+                .map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
+            if out.len() != cap {
+                return Err(FormatError::invalid("blob", "zstd frame shorter than it claims"));
+            }
+            Ok(out)
+        }
+        other => Err(FormatError::invalid("blob", format!("unknown compression byte {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(0u8..4, 0..20_000)) {
+            let key = MasterKey::generate();
+            let id = key.blob_id(&data);
+            let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
+            prop_assert_eq!(open_blob(&key, BlobType::Data, &id, &sealed).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn compresses_when_smaller_and_binds_type_and_id() {
+        let key = MasterKey::generate();
+        let data = vec![7u8; 100_000];
+        let id = key.blob_id(&data);
+        let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
+        assert!(sealed.len() < 1000);
+        assert!(open_blob(&key, BlobType::Tree, &id, &sealed).is_err());
+        let other = key.blob_id(b"other");
+        assert!(open_blob(&key, BlobType::Data, &other, &sealed).is_err());
+    }
+
+    #[test]
+    fn incompressible_is_stored_raw() {
+        let key = MasterKey::generate();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let id = key.blob_id(&data);
+        let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
+        assert!(sealed.len() <= data.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+        assert_eq!(open_blob(&key, BlobType::Data, &id, &sealed).unwrap(), data);
+    }
+}

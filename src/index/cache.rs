@@ -1,0 +1,223 @@
+//! The local index cache: a RocksDB mirror of the repository's index objects, one per
+//! repository id, under the user's cache directory. It is never the truth.
+//!
+//! Keys: `b || type (1) || blob id (32)` -> `pack id (32) || offset u32 || length u32 ||
+//! raw_length u32` (LE); `i || index id (32)` -> empty, for each index object mirrored; and
+//! `v` -> the cache layout version. Each index object goes in with its `i` key in one atomic
+//! write batch. On open, [`IndexCache::sync`] lists the repository's index objects: new ones are
+//! added; if the cache names one the repository no longer has, or the cache is unreadable, it
+//! is deleted and rebuilt. Entries of this run's packs enter only after their index object is
+//! stored, so the cache never claims a blob that no index object names.
+
+use super::file::IndexFile;
+use super::{BlobIndex, IndexEntry};
+use crate::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, Id, IndexId, PackId};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+const LAYOUT_VERSION: &[u8] = b"1";
+
+pub struct IndexCache {
+    db: rocksdb::DB,
+    path: PathBuf,
+    /// Set when the cache lives in a temporary folder (the real one was in use).
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn cache_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Cache { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+fn options() -> rocksdb::Options {
+    let mut o = rocksdb::Options::default();
+    o.create_if_missing(true);
+    o.set_max_open_files(256);
+    o.set_keep_log_file_num(2);
+    o
+}
+
+fn blob_key(kind: BlobType, id: &BlobId) -> [u8; 34] {
+    let mut k = [0u8; 34];
+    k[0] = b'b';
+    k[1] = kind.to_byte();
+    k[2..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn index_key(id: &IndexId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'i';
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn encode_entry(e: &IndexEntry) -> [u8; 44] {
+    let mut v = [0u8; 44];
+    v[..32].copy_from_slice(e.pack.as_bytes());
+    v[32..36].copy_from_slice(&e.offset.to_le_bytes());
+    v[36..40].copy_from_slice(&e.length.to_le_bytes());
+    v[40..44].copy_from_slice(&e.raw_length.to_le_bytes());
+    v
+}
+
+fn decode_entry(v: &[u8]) -> Option<IndexEntry> {
+    if v.len() != 44 {
+        return None;
+    }
+    let mut pack = [0u8; 32];
+    pack.copy_from_slice(&v[..32]);
+    let u32_at = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
+    Some(IndexEntry { pack: PackId(Id(pack)), offset: u32_at(32), length: u32_at(36), raw_length: u32_at(40) })
+}
+
+impl IndexCache {
+    /// Opens the cache at `path`, or a new one if it is missing or damaged. If another cairn
+    /// process holds it, works from a temporary cache instead (slower, still correct).
+    pub fn open(path: &Path) -> Result<IndexCache> {
+        std::fs::create_dir_all(path).map_err(|e| cache_err(path, e))?;
+        match Self::open_at(path) {
+            Ok(c) => Ok(c),
+            Err(e) if e.to_string().contains("lock") => {
+                eprintln!("note: index cache {} is in use by another cairn; using a temporary one", path.display());
+                let temp = tempfile::tempdir().map_err(|e| cache_err(path, e))?;
+                let mut c = Self::open_at(temp.path())?;
+                c._temp = Some(temp);
+                Ok(c)
+            }
+            Err(_) => {
+                // Damaged or from an unknown layout: it is only a cache, so start over.
+                let _ = rocksdb::DB::destroy(&options(), path);
+                let _ = std::fs::remove_dir_all(path);
+                std::fs::create_dir_all(path).map_err(|e| cache_err(path, e))?;
+                Self::open_at(path)
+            }
+        }
+    }
+
+    fn open_at(path: &Path) -> Result<IndexCache> {
+        let db = rocksdb::DB::open(&options(), path).map_err(|e| cache_err(path, e))?;
+        match db.get(b"v").map_err(|e| cache_err(path, e))? {
+            Some(v) if v == LAYOUT_VERSION => {}
+            None if db.iterator(rocksdb::IteratorMode::Start).next().is_none() => {
+                db.put(b"v", LAYOUT_VERSION).map_err(|e| cache_err(path, e))?;
+            }
+            _ => return Err(cache_err(path, "unknown cache layout")),
+        }
+        Ok(IndexCache { db, path: path.to_path_buf(), _temp: None })
+    }
+
+    /// Index objects mirrored here.
+    pub fn mirrored(&self) -> Result<HashSet<IndexId>> {
+        let mut out = HashSet::new();
+        for item in self.db.iterator(rocksdb::IteratorMode::From(b"i", rocksdb::Direction::Forward)) {
+            let (k, _) = item.map_err(|e| cache_err(&self.path, e))?;
+            if k.first() != Some(&b'i') {
+                break;
+            }
+            let id: [u8; 32] = k[1..].try_into().map_err(|_| cache_err(&self.path, "bad index key"))?;
+            out.insert(IndexId(Id(id)));
+        }
+        Ok(out)
+    }
+
+    /// Adds one index object's entries and its marker in one atomic batch.
+    pub fn add(&self, id: &IndexId, file: &IndexFile) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for pack in &file.packs {
+            for b in &pack.blobs {
+                let e = IndexEntry { pack: pack.id, offset: b.offset, length: b.length, raw_length: b.raw_length };
+                batch.put(blob_key(b.kind, &b.id), encode_entry(&e));
+            }
+        }
+        batch.put(index_key(id), b"");
+        self.db.write(batch).map_err(|e| cache_err(&self.path, e))
+    }
+
+    /// Brings the cache in line with the repository's index objects. `load` fetches and opens
+    /// one index object. Returns how many were added.
+    pub fn sync(&mut self, in_repo: &[IndexId], load: impl Fn(&IndexId) -> Result<IndexFile> + Sync) -> Result<usize> {
+        let have = self.mirrored()?;
+        let repo_set: HashSet<IndexId> = in_repo.iter().copied().collect();
+        if !have.is_subset(&repo_set) {
+            self.clear()?;
+            return self.sync(in_repo, load);
+        }
+        let missing: Vec<IndexId> = in_repo.iter().filter(|id| !have.contains(id)).copied().collect();
+        use rayon::prelude::*;
+        for batch in missing.chunks(8) {
+            let files: Vec<Result<(IndexId, IndexFile)>> = batch.par_iter().map(|id| load(id).map(|f| (*id, f))).collect();
+            for f in files {
+                let (id, file) = f?;
+                self.add(&id, &file)?;
+            }
+        }
+        Ok(missing.len())
+    }
+
+    /// Empties the cache (it is rebuilt from the repository by the next `sync`).
+    pub fn clear(&mut self) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| cache_err(&self.path, e))?;
+            if &*k != b"v" {
+                batch.delete(k);
+            }
+        }
+        self.db.write(batch).map_err(|e| cache_err(&self.path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl BlobIndex for IndexCache {
+    fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>> {
+        match self.db.get_pinned(blob_key(kind, id)).map_err(|e| cache_err(&self.path, e))? {
+            None => Ok(None),
+            Some(v) => decode_entry(&v).map(Some).ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::file::IndexPack;
+    use crate::pack::PackBlob;
+
+    fn file(pack: u8, blobs: &[u8]) -> IndexFile {
+        IndexFile {
+            packs: vec![IndexPack {
+                id: PackId(Id([pack; 32])),
+                blobs: blobs.iter().map(|b| PackBlob { kind: BlobType::Data, id: BlobId(Id([*b; 32])), offset: u32::from(*b), length: 50, raw_length: 7 }).collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn sync_adds_new_and_rebuilds_when_an_index_vanishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = IndexCache::open(dir.path()).unwrap();
+        let (a, b) = (IndexId(Id([1; 32])), IndexId(Id([2; 32])));
+        let load = |id: &IndexId| Ok(if *id == a { file(10, &[1, 2]) } else { file(20, &[3]) });
+        assert_eq!(c.sync(&[a, b], load).unwrap(), 2);
+        assert_eq!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap().unwrap().pack, PackId(Id([20; 32])));
+        assert_eq!(c.lookup(BlobType::Tree, &BlobId(Id([3; 32]))).unwrap(), None);
+        assert_eq!(c.sync(&[a, b], load).unwrap(), 0);
+        // index b removed from the repository: rebuilt, and blob 3 is gone
+        assert_eq!(c.sync(&[a], load).unwrap(), 1);
+        assert_eq!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap(), None);
+        assert!(c.lookup(BlobType::Data, &BlobId(Id([1; 32]))).unwrap().is_some());
+    }
+
+    #[test]
+    fn damaged_cache_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("CURRENT"), b"garbage").unwrap();
+        let c = IndexCache::open(dir.path()).unwrap();
+        assert!(c.mirrored().unwrap().is_empty());
+    }
+}
