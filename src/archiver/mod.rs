@@ -1,1 +1,250 @@
-//! todo
+//! The archiver: turns sources (folders, files) and streamed inputs into one snapshot.
+//!
+//! Sources are stored under their absolute paths (intermediate folders keep their real
+//! metadata); streamed inputs appear as files in the snapshot's root. The walker thread reads,
+//! chunks, hashes and deduplicates (against the index and against blobs already queued in this
+//! run), then hands new blobs to the pipeline (`pipeline.rs`). Trees are built bottom-up. After
+//! the walk the pipeline is finished (last pack, last index object) and only then is the
+//! snapshot written: a failed input means an error and no snapshot.
+
+pub mod pipeline;
+pub mod stream;
+pub mod walk;
+
+use crate::blob::BlobType;
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::index::BlobIndex;
+use crate::repo::Repository;
+use crate::snapshot::{Snapshot, Summary};
+use crate::tree::{Node, NodeKind, Tree};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use pipeline::{Budget, Pipeline};
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use stream::StreamInput;
+
+/// What to back up and how to label it.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub inputs: Vec<StreamInput>,
+    pub excludes: Vec<String>,
+    pub tags: Vec<String>,
+    pub host: String,
+    /// The snapshot whose trees decide which files are unchanged.
+    pub parent: Option<(SnapshotId, BlobId)>,
+}
+
+pub struct Archiver<'r, 'p> {
+    repo: &'r Repository,
+    pipe: &'p Pipeline<'p>,
+    queued: HashSet<(BlobType, BlobId)>,
+    file_chunker: Chunker,
+    stream_chunker: Chunker,
+    exclude_names: GlobSet,
+    exclude_paths: GlobSet,
+    summary: Summary,
+    warnings: Vec<String>,
+}
+
+/// One entry of the snapshot root's virtual folder structure.
+enum Entry {
+    Source(PathBuf),
+    Dir(PathBuf, BTreeMap<Vec<u8>, Entry>),
+    Input(usize),
+}
+
+/// Runs one backup. Returns the stored snapshot, its id and warnings (vanished files).
+pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Snapshot, Vec<String>)> {
+    let started = std::time::Instant::now();
+    let (root, excludes) = plan_root(opts)?;
+    let parent_tree = match &opts.parent {
+        Some((_, tree)) => Some(repo.load_tree(tree)?),
+        None => None,
+    };
+    let (walked, stored) = std::thread::scope(|scope| {
+        let pipe = Pipeline::start(scope, repo, Budget::for_machine());
+        let walked = {
+            let mut a = Archiver::new(repo, &pipe, &excludes)?;
+            a.save_root(&root, opts, parent_tree.as_ref()).map(|tree| (tree, a.summary, a.warnings))
+        };
+        // Finish even after a failed walk, so stored packs get indexed and reused next time.
+        let stored = pipe.finish();
+        Ok::<_, Error>((walked, stored))
+    })?;
+    let (tree, mut summary, warnings) = walked?;
+    let stored = stored?;
+    summary.blobs_added = stored.blobs;
+    summary.bytes_added = stored.bytes;
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut paths: Vec<String> = opts.paths.iter().map(|p| absolute(p).map(|p| p.display().to_string())).collect::<Result<_>>()?;
+    paths.extend(opts.inputs.iter().map(StreamInput::label));
+    let snap = Snapshot {
+        time: crate::repo::now(),
+        host: opts.host.clone(),
+        username: crate::repo::username(),
+        paths,
+        tags: opts.tags.clone(),
+        tree,
+        parent: opts.parent.map(|(id, _)| id),
+        summary,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.save_snapshot(&snap)?;
+    Ok((id, snap, warnings))
+}
+
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(format!("{}", p.display()), e))?;
+    // Normalise `.` and `..` lexically, as the user wrote them (symlinks are not resolved).
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the root's folder structure from the sources and inputs.
+fn plan_root(opts: &BackupOptions) -> Result<(BTreeMap<Vec<u8>, Entry>, Vec<String>)> {
+    let mut root = BTreeMap::new();
+    for (i, input) in opts.inputs.iter().enumerate() {
+        if !crate::tree::valid_name(input.name.as_bytes()) {
+            return Err(Error::Usage(format!("input name `{}` must be a plain file name (no `/`)", input.name)));
+        }
+        if root.insert(input.name.as_bytes().to_vec(), Entry::Input(i)).is_some() {
+            return Err(Error::Usage(format!("two inputs are named `{}`", input.name)));
+        }
+    }
+    let mut sources: Vec<PathBuf> = opts.paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?;
+    sources.sort();
+    sources.dedup();
+    for src in &sources {
+        if sources.iter().any(|other| other != src && src.starts_with(other)) {
+            continue; // inside another source: already covered
+        }
+        std::fs::symlink_metadata(src).map_err(|e| Error::InputUnreadable { path: src.clone(), source: e })?;
+        let names: Vec<&std::ffi::OsStr> = src.components().filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None }).collect();
+        let Some((last, dirs)) = names.split_last() else {
+            return Err(Error::Usage("backing up `/` itself is not supported; name the folders".into()));
+        };
+        let mut level = &mut root;
+        let mut real = PathBuf::from("/");
+        for d in dirs {
+            real.push(d);
+            let e = level.entry(d.as_bytes().to_vec()).or_insert_with(|| Entry::Dir(real.clone(), BTreeMap::new()));
+            level = match e {
+                Entry::Dir(_, children) => children,
+                _ => return Err(Error::Usage(format!("{} clashes with an input name", real.display()))),
+            };
+        }
+        if level.insert(last.as_bytes().to_vec(), Entry::Source(src.clone())).is_some() {
+            return Err(Error::Usage(format!("{} clashes with an input name", src.display())));
+        }
+    }
+    Ok((root, opts.excludes.clone()))
+}
+
+impl<'r, 'p> Archiver<'r, 'p> {
+    fn new(repo: &'r Repository, pipe: &'p Pipeline<'p>, excludes: &[String]) -> Result<Self> {
+        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for pat in excludes {
+            let glob = GlobBuilder::new(pat).literal_separator(true).build().map_err(|e| Error::Usage(format!("--exclude {pat}: {e}")))?;
+            if pat.contains('/') { paths.add(glob) } else { names.add(glob) };
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")));
+        let seed = repo.key().chunker_seed();
+        Ok(Archiver {
+            repo,
+            pipe,
+            queued: HashSet::new(),
+            file_chunker: Chunker::new(repo.config().chunker_files, seed),
+            stream_chunker: Chunker::new(repo.config().chunker_streams, seed),
+            exclude_names: build(names)?,
+            exclude_paths: build(paths)?,
+            summary: Summary::default(),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude_paths.is_match(path) || path.file_name().is_some_and(|n| self.exclude_names.is_match(n))
+    }
+
+    fn warn(&mut self, msg: String) {
+        eprintln!("warning: {msg}");
+        self.warnings.push(msg);
+    }
+
+    /// Queues a blob unless the index or this run already has it.
+    fn store(&mut self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
+        self.summary.bytes_read += if kind == BlobType::Data { data.len() as u64 } else { 0 };
+        if self.queued.contains(&(kind, id)) || self.repo.index()?.lookup(kind, &id)?.is_some() {
+            return Ok(());
+        }
+        self.queued.insert((kind, id));
+        self.pipe.submit(kind, id, data)
+    }
+
+    /// Chunks, hashes and stores one input; returns its chunk list and length.
+    fn save_stream(&mut self, input: impl std::io::Read, size_hint: Option<u64>, chunker: Chunker, label: &Path) -> Result<(Vec<BlobId>, u64)> {
+        /// A failed read is the input's fault; a failed store is the repository's.
+        enum Failure {
+            Read(std::io::Error),
+            Store(Error),
+        }
+        impl From<std::io::Error> for Failure {
+            fn from(e: std::io::Error) -> Self {
+                Failure::Read(e)
+            }
+        }
+        let mut content = Vec::new();
+        let size = chunker
+            .chunk::<_, Failure>(input, size_hint, |chunk| {
+                let id = self.repo.key().blob_id(&chunk);
+                content.push(id);
+                self.store(BlobType::Data, id, chunk).map_err(Failure::Store)
+            })
+            .map_err(|e| match e {
+                Failure::Read(source) => Error::InputUnreadable { path: label.to_path_buf(), source },
+                Failure::Store(e) => e,
+            })?;
+        Ok((content, size))
+    }
+
+    fn save_root(&mut self, root: &BTreeMap<Vec<u8>, Entry>, opts: &BackupOptions, parent: Option<&Tree>) -> Result<BlobId> {
+        let nodes = self.save_level(root, opts, parent)?;
+        self.save_tree(nodes)
+    }
+
+    fn save_level(&mut self, level: &BTreeMap<Vec<u8>, Entry>, opts: &BackupOptions, parent: Option<&Tree>) -> Result<Vec<Node>> {
+        let mut nodes = Vec::new();
+        for (name, entry) in level {
+            let old = parent.and_then(|t| t.find(name));
+            let node = match entry {
+                Entry::Input(i) => Some(self.save_input(&opts.inputs[*i])?),
+                Entry::Source(path) => self.save_entry(path, name, old, 0)?,
+                Entry::Dir(real, children) => {
+                    let meta = std::fs::symlink_metadata(real).map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;
+                    let old_tree = match old.map(|n| &n.kind) {
+                        Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+                        _ => None,
+                    };
+                    let children = self.save_level(children, opts, old_tree.as_ref())?;
+                    let subtree = self.save_tree(children)?;
+                    Some(walk::node_from_meta(name, &meta, NodeKind::Dir { subtree }))
+                }
+            };
+            nodes.extend(node);
+        }
+        Ok(nodes)
+    }
+}

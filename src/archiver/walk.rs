@@ -1,0 +1,183 @@
+//! The sorted walk of a source beside the parent snapshot's tree, and nodes from metadata.
+//!
+//! Entries of each directory are taken in byte order of their names (the tree's canonical
+//! order). A regular file whose size, mtime, ctime and inode equal those of the same path in the
+//! parent snapshot, and whose blobs are all still in the index, reuses the parent's chunk list
+//! without being read. An entry that vanishes between listing and reading is left out (that is
+//! a consistent state of a live tree); any other read error aborts the backup.
+
+use super::Archiver;
+use crate::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::index::BlobIndex;
+use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// Maximum directory depth of a source; deeper trees are refused rather than overflow a stack.
+pub const MAX_DEPTH: usize = 4096;
+
+fn unreadable(path: &Path, source: std::io::Error) -> Error {
+    Error::InputUnreadable { path: path.to_path_buf(), source }
+}
+
+/// A node with every field from `meta`, and a placeholder kind.
+pub fn node_from_meta(name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: if meta.is_file() { meta.size() } else { 0 },
+        mtime: Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 },
+        ctime: Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 },
+        inode: meta.ino(),
+        device: meta.dev(),
+        links: meta.nlink(),
+        xattrs: Vec::new(),
+    }
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        // Filesystems without xattr support have none to keep.
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push(Xattr { name: name.as_bytes().to_vec(), value }),
+            Ok(None) => {}
+            Err(e) => return Err(unreadable(path, e)),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+impl Archiver<'_, '_> {
+    /// Backs up the directory at `path` and returns its tree's id.
+    pub(super) fn save_dir(&mut self, path: &Path, parent: Option<&Tree>, depth: usize) -> Result<crate::id::BlobId> {
+        if depth > MAX_DEPTH {
+            return Err(Error::Usage(format!("{}: directories nested deeper than {MAX_DEPTH}", path.display())));
+        }
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| unreadable(path, e))? {
+            let entry = entry.map_err(|e| unreadable(path, e))?;
+            names.push(entry.file_name().as_bytes().to_vec());
+        }
+        names.sort();
+        self.summary.dirs += 1;
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            if self.excluded(&child) {
+                continue;
+            }
+            let old = parent.and_then(|t| t.find(&name));
+            if let Some(node) = self.save_entry(&child, &name, old, depth)? {
+                nodes.push(node);
+            }
+        }
+        self.save_tree(nodes)
+    }
+
+    /// Encodes a directory's nodes as a tree blob and queues it if new.
+    pub(super) fn save_tree(&mut self, nodes: Vec<Node>) -> Result<crate::id::BlobId> {
+        let tree = Tree::canonical(nodes).map_err(|e| Error::Usage(format!("internal: {e}")))?;
+        let bytes = tree.encode();
+        if bytes.len() as u64 > crate::tree::MAX_TREE_LEN {
+            return Err(Error::Usage("a directory has too many entries for one tree blob".into()));
+        }
+        let id = self.repo.key().blob_id(&bytes);
+        self.store(BlobType::Tree, id, bytes)?;
+        Ok(id)
+    }
+
+    /// One entry: `None` if it vanished since its directory was listed.
+    pub(super) fn save_entry(&mut self, path: &Path, name: &[u8], old: Option<&Node>, depth: usize) -> Result<Option<Node>> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn(format!("{} vanished during the backup; left out", path.display()));
+                return Ok(None);
+            }
+            Err(e) => return Err(unreadable(path, e)),
+        };
+        let ft = meta.file_type();
+        let mut node = node_from_meta(name, &meta, NodeKind::Fifo);
+        node.xattrs = if ft.is_symlink() { Vec::new() } else { read_xattrs(path)? };
+        node.kind = if ft.is_file() {
+            match self.save_file(path, &meta, old)? {
+                Some((content, size)) => {
+                    node.size = size;
+                    NodeKind::File { content }
+                }
+                None => return Ok(None),
+            }
+        } else if ft.is_dir() {
+            let old_tree = match old.map(|n| &n.kind) {
+                Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+                _ => None,
+            };
+            NodeKind::Dir { subtree: self.save_dir(path, old_tree.as_ref(), depth + 1)? }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| unreadable(path, e))?;
+            NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() }
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else if ft.is_char_device() {
+            NodeKind::CharDevice { rdev: meta.rdev() }
+        } else if ft.is_block_device() {
+            NodeKind::BlockDevice { rdev: meta.rdev() }
+        } else {
+            NodeKind::Socket
+        };
+        Ok(Some(node))
+    }
+
+    /// A regular file's chunk list: the parent's if unchanged, else read and chunked.
+    fn save_file(&mut self, path: &Path, meta: &Metadata, old: Option<&Node>) -> Result<Option<(Vec<crate::id::BlobId>, u64)>> {
+        if let Some(content) = self.unchanged(meta, old)? {
+            self.summary.files_unchanged += 1;
+            self.summary.bytes_total += meta.size();
+            return Ok(Some((content, meta.size())));
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn(format!("{} vanished during the backup; left out", path.display()));
+                return Ok(None);
+            }
+            Err(e) => return Err(unreadable(path, e)),
+        };
+        let (content, size) = self.save_stream(file, Some(meta.size()), self.file_chunker, path)?;
+        if old.is_some() { self.summary.files_changed += 1 } else { self.summary.files_new += 1 }
+        self.summary.bytes_total += size;
+        Ok(Some((content, size)))
+    }
+
+    fn unchanged(&self, meta: &Metadata, old: Option<&Node>) -> Result<Option<Vec<crate::id::BlobId>>> {
+        let Some(old) = old else { return Ok(None) };
+        let NodeKind::File { content } = &old.kind else { return Ok(None) };
+        let same = old.size == meta.size()
+            && old.mtime == Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 }
+            && old.ctime == Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 }
+            && old.inode == meta.ino();
+        if !same {
+            return Ok(None);
+        }
+        let index = self.repo.index()?;
+        for id in content {
+            if index.lookup(BlobType::Data, id)?.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(content.clone()))
+    }
+}
