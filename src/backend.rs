@@ -126,7 +126,8 @@ impl Backend for StoreBackend {
     fn list(&self, dir: &str) -> Result<Vec<Listed>, BackendError> {
         let p = StorePath::from(dir);
         self.runtime.block_on(async {
-            let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&p)).try_collect().await.map_err(|e| classify(e, dir))?;
+            let metas: Vec<object_store::ObjectMeta> =
+                self.store.list(Some(&p)).try_collect().await.map_err(|e| classify(e, dir))?;
             Ok(metas
                 .into_iter()
                 .filter_map(|m| {
@@ -151,13 +152,13 @@ pub(crate) mod testing {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Fails the Nth `put_new` (0-based) and every later one, as a crash would.
-    pub struct FailingPuts<B> {
-        pub inner: B,
+    pub struct FailingPuts {
+        pub inner: Arc<dyn Backend>,
         pub fail_from: usize,
         pub count: AtomicUsize,
     }
 
-    impl<B: Backend> Backend for FailingPuts<B> {
+    impl Backend for FailingPuts {
         fn get(&self, path: &str) -> Result<Bytes, BackendError> {
             self.inner.get(path)
         }

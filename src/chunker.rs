@@ -23,7 +23,12 @@ impl Chunker {
 
     /// Calls `each` with every chunk of `input`, in order. `size_hint` is the expected size (a
     /// file's length), used only to choose the in-memory path. Returns the bytes read.
-    pub fn chunk<R: Read, E: From<std::io::Error>>(&self, mut input: R, size_hint: Option<u64>, mut each: impl FnMut(Vec<u8>) -> Result<(), E>) -> Result<u64, E> {
+    pub fn chunk<R: Read, E: From<std::io::Error>>(
+        &self,
+        mut input: R,
+        size_hint: Option<u64>,
+        mut each: impl FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let (min, avg, max) = (self.params.min as usize, self.params.avg as usize, self.params.max as usize);
         if size_hint.is_some_and(|s| s <= max as u64) {
             let mut buf = Vec::with_capacity(size_hint.unwrap_or(0) as usize);
@@ -36,9 +41,10 @@ impl Chunker {
                     }
                     return Ok(total);
                 }
-                let cuts: Vec<(usize, usize)> = FastCDC::with_level_and_seed(&buf, min, avg, max, Normalization::Level1, self.seed)
-                    .map(|c| (c.offset, c.length))
-                    .collect();
+                let cuts: Vec<(usize, usize)> =
+                    FastCDC::with_level_and_seed(&buf, min, avg, max, Normalization::Level1, self.seed)
+                        .map(|c| (c.offset, c.length))
+                        .collect();
                 for (offset, length) in cuts {
                     each(buf[offset..offset + length].to_vec())?;
                 }
@@ -50,7 +56,11 @@ impl Chunker {
         self.stream(input, each)
     }
 
-    fn stream<R: Read, E: From<std::io::Error>>(&self, input: R, mut each: impl FnMut(Vec<u8>) -> Result<(), E>) -> Result<u64, E> {
+    fn stream<R: Read, E: From<std::io::Error>>(
+        &self,
+        input: R,
+        mut each: impl FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<u64, E> {
         let (min, avg, max) = (self.params.min as usize, self.params.avg as usize, self.params.max as usize);
         let mut total = 0u64;
         for chunk in StreamCDC::with_level_and_seed(input, min, avg, max, Normalization::Level1, self.seed) {
@@ -68,12 +78,24 @@ mod tests {
 
     fn data(n: usize) -> Vec<u8> {
         let mut x = 0x1234_5678_u64;
-        (0..n).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect()
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
     }
 
     fn cut(c: &Chunker, input: &[u8], hint: Option<u64>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let n = c.chunk::<_, std::io::Error>(input, hint, |b| { out.push(b); Ok(()) }).unwrap();
+        let n = c
+            .chunk::<_, std::io::Error>(input, hint, |b| {
+                out.push(b);
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(n as usize, input.len());
         out
     }

@@ -17,7 +17,12 @@ pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     }
 }
 
-pub fn decode<T: DeserializeOwned>(what: &'static str, supported: u8, limit: u64, bytes: &[u8]) -> Result<T, FormatError> {
+pub fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    supported: u8,
+    limit: u64,
+    bytes: &[u8],
+) -> Result<T, FormatError> {
     if bytes.len() as u64 > limit {
         return Err(FormatError::TooLarge { what, size: bytes.len() as u64, limit });
     }

@@ -42,11 +42,7 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn generate() -> Self {
-        MasterKey {
-            seal_key: random_array(),
-            id_key: random_array(),
-            chunker_seed: u64::from_le_bytes(random_array()),
-        }
+        MasterKey { seal_key: random_array(), id_key: random_array(), chunker_seed: u64::from_le_bytes(random_array()) }
     }
 
     /// `seal_key || id_key || chunker_seed (u64 LE)`, as sealed inside key objects.
@@ -60,7 +56,10 @@ impl MasterKey {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() != MASTER_KEY_LEN {
-            return Err(FormatError::invalid("master key", format!("{} bytes, expected {MASTER_KEY_LEN}", bytes.len())));
+            return Err(FormatError::invalid(
+                "master key",
+                format!("{} bytes, expected {MASTER_KEY_LEN}", bytes.len()),
+            ));
         }
         let mut key = MasterKey { seal_key: [0; 32], id_key: [0; 32], chunker_seed: 0 };
         key.seal_key.copy_from_slice(&bytes[..32]);
@@ -86,11 +85,6 @@ impl MasterKey {
 
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
         open(&self.seal_key, aad, sealed)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn from_parts(seal_key: [u8; 32], id_key: [u8; 32], chunker_seed: u64) -> Self {
-        MasterKey { seal_key, id_key, chunker_seed }
     }
 }
 
@@ -165,7 +159,11 @@ impl KdfParams {
 }
 
 /// Derives the 32-byte key-encryption key from a password with Argon2id (version 0x13).
-pub fn derive_kek(password: &[u8], salt: &[u8; 32], params: KdfParams) -> Result<zeroize::Zeroizing<[u8; 32]>, FormatError> {
+pub fn derive_kek(
+    password: &[u8],
+    salt: &[u8; 32],
+    params: KdfParams,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, FormatError> {
     params.validate()?;
     let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| FormatError::invalid("key", format!("Argon2id parameters: {e}")))?;

@@ -70,11 +70,7 @@ impl ObjectRef {
 
 impl std::fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.name.is_empty() {
-            write!(f, "{}", self.kind)
-        } else {
-            write!(f, "{} {}", self.kind, self.name)
-        }
+        if self.name.is_empty() { write!(f, "{}", self.kind) } else { write!(f, "{} {}", self.kind, self.name) }
     }
 }
 
@@ -103,6 +99,8 @@ pub enum Error {
     Locked { holder: String },
     #[error("{object} is damaged: {problem}; run `cairn check --read-data` to see what depends on it")]
     Corrupt { object: ObjectRef, problem: FormatError },
+    #[error("{object} needs a newer cairn: {problem}")]
+    Unsupported { object: ObjectRef, problem: FormatError },
     #[error("{object} is missing from the repository storage; run `cairn check`")]
     Missing { object: ObjectRef },
     #[error("could not read backup input {path}: {source}; no snapshot was written")]
@@ -134,8 +132,13 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
+    /// A decoder's complaint about a stored object. An unknown version is not damage: a newer
+    /// cairn wrote it.
     pub(crate) fn corrupt(object: ObjectRef, problem: FormatError) -> Self {
-        Error::Corrupt { object, problem }
+        match problem {
+            FormatError::UnsupportedVersion { .. } => Error::Unsupported { object, problem },
+            problem => Error::Corrupt { object, problem },
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub mod cli;
 pub mod codec;
 pub mod crypto;
 pub mod error;
+#[cfg(test)]
+mod format_example;
 pub mod id;
 pub mod index;
 pub mod pack;

@@ -117,12 +117,15 @@ fn encode_header_plain(blobs: &[PackBlob]) -> Vec<u8> {
 
 /// Where the sealed header sits, from a pack's length and its last four bytes.
 pub fn header_range(pack_len: u64, trailer: &[u8]) -> Result<std::ops::Range<u64>, FormatError> {
-    let trailer: [u8; 4] = trailer
-        .try_into()
-        .map_err(|_| FormatError::Truncated { needed: 4, available: trailer.len() as u64 })?;
+    let trailer: [u8; 4] =
+        trailer.try_into().map_err(|_| FormatError::Truncated { needed: 4, available: trailer.len() as u64 })?;
     let header_len = u32::from_le_bytes(trailer);
     if header_len > MAX_HEADER_LEN {
-        return Err(FormatError::TooLarge { what: "pack header", size: header_len.into(), limit: MAX_HEADER_LEN.into() });
+        return Err(FormatError::TooLarge {
+            what: "pack header",
+            size: header_len.into(),
+            limit: MAX_HEADER_LEN.into(),
+        });
     }
     let needed = u64::from(header_len) + 4;
     if needed > pack_len {
@@ -160,7 +163,11 @@ pub fn parse_header(plain: &[u8], data_len: u64) -> Result<Vec<PackBlob>, Format
         .ok_or(FormatError::Truncated { needed: 5, available: plain.len() as u64 })?;
     let count = u32::from_le_bytes(count_bytes);
     if count > MAX_BLOBS_PER_PACK {
-        return Err(FormatError::TooLarge { what: "pack header blob count", size: count.into(), limit: MAX_BLOBS_PER_PACK.into() });
+        return Err(FormatError::TooLarge {
+            what: "pack header blob count",
+            size: count.into(),
+            limit: MAX_BLOBS_PER_PACK.into(),
+        });
     }
     let entries = &rest[4..];
     let expected = count as usize * ENTRY_LEN;
@@ -183,7 +190,10 @@ pub fn parse_header(plain: &[u8], data_len: u64) -> Result<Vec<PackBlob>, Format
             return Err(FormatError::invalid("pack header", format!("blob {} lies outside the pack", blob.id.short())));
         }
         if (blob.length as usize) < SEAL_OVERHEAD + 1 {
-            return Err(FormatError::invalid("pack header", format!("blob {} is shorter than a sealed blob", blob.id.short())));
+            return Err(FormatError::invalid(
+                "pack header",
+                format!("blob {} is shorter than a sealed blob", blob.id.short()),
+            ));
         }
         out.push(blob);
     }

@@ -141,7 +141,11 @@ mod tests {
     #[test]
     fn selection() {
         let id = |b: u8| SnapshotId(crate::id::Id([b; 32]));
-        let all = vec![(id(0xaa), sample(10, "a", &["db"])), (id(0xab), sample(20, "b", &["files"])), (id(0xcc), sample(30, "a", &["files"]))];
+        let all = vec![
+            (id(0xaa), sample(10, "a", &["db"])),
+            (id(0xab), sample(20, "b", &["files"])),
+            (id(0xcc), sample(30, "a", &["files"])),
+        ];
         assert_eq!(select(&all, "latest", &Filter::default()).unwrap().0, id(0xcc));
         let f = Filter { tags: vec!["db".into()], ..Default::default() };
         assert_eq!(select(&all, "latest", &f).unwrap().0, id(0xaa));

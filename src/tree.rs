@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub const TREE_VERSION: u8 = 1;
 pub const MAX_TREE_LEN: u64 = crate::blob::MAX_BLOB_LEN;
+/// Deepest directory nesting that backup stores and restore accepts (restore walks trees with
+/// an explicit stack; the limit keeps hostile trees from exhausting it).
+pub const MAX_DEPTH: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Timestamp {
@@ -28,12 +31,22 @@ pub struct Xattr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeKind {
     /// Content is the concatenation of the data blobs, in order.
-    File { content: Vec<BlobId> },
-    Dir { subtree: BlobId },
-    Symlink { target: Vec<u8> },
+    File {
+        content: Vec<BlobId>,
+    },
+    Dir {
+        subtree: BlobId,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     Fifo,
-    CharDevice { rdev: u64 },
-    BlockDevice { rdev: u64 },
+    CharDevice {
+        rdev: u64,
+    },
+    BlockDevice {
+        rdev: u64,
+    },
     Socket,
 }
 
@@ -77,7 +90,10 @@ impl Tree {
     pub fn validate(&self) -> Result<(), FormatError> {
         for (i, node) in self.nodes.iter().enumerate() {
             if !valid_name(&node.name) {
-                return Err(FormatError::invalid("tree", format!("unsafe entry name {:?}", String::from_utf8_lossy(&node.name))));
+                return Err(FormatError::invalid(
+                    "tree",
+                    format!("unsafe entry name {:?}", String::from_utf8_lossy(&node.name)),
+                ));
             }
             if i > 0 && self.nodes[i - 1].name >= node.name {
                 return Err(FormatError::invalid("tree", "entries not in strictly sorted order"));
@@ -108,8 +124,9 @@ pub(crate) mod tests {
 
     pub fn arb_node() -> impl Strategy<Value = Node> {
         let kind = prop_oneof![
-            proptest::collection::vec(any::<[u8; 32]>(), 0..4)
-                .prop_map(|ids| NodeKind::File { content: ids.into_iter().map(|b| BlobId(crate::id::Id(b))).collect() }),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(|ids| NodeKind::File {
+                content: ids.into_iter().map(|b| BlobId(crate::id::Id(b))).collect()
+            }),
             any::<[u8; 32]>().prop_map(|b| NodeKind::Dir { subtree: BlobId(crate::id::Id(b)) }),
             proptest::collection::vec(any::<u8>(), 0..20).prop_map(|target| NodeKind::Symlink { target }),
             Just(NodeKind::Fifo),
@@ -117,7 +134,15 @@ pub(crate) mod tests {
             any::<u64>().prop_map(|rdev| NodeKind::BlockDevice { rdev }),
             Just(NodeKind::Socket),
         ];
-        (proptest::collection::vec(1u8..=255, 1..12), kind, any::<(u32, u32, u32, u64, i64, u32, u64, u64)>(), proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..8), proptest::collection::vec(any::<u8>(), 0..8)), 0..3))
+        (
+            proptest::collection::vec(1u8..=255, 1..12),
+            kind,
+            any::<(u32, u32, u32, u64, i64, u32, u64, u64)>(),
+            proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 1..8), proptest::collection::vec(any::<u8>(), 0..8)),
+                0..3,
+            ),
+        )
             .prop_map(|(name, kind, (mode, uid, gid, size, secs, nanos, inode, links), xattrs)| Node {
                 name: name.into_iter().map(|b| if b == b'/' { b'x' } else { b }).collect(),
                 kind,
@@ -154,7 +179,20 @@ pub(crate) mod tests {
     fn hostile_names_are_refused() {
         for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0"] {
             assert!(!valid_name(bad));
-            let node = Node { name: bad.to_vec(), kind: NodeKind::Fifo, mode: 0, uid: 0, gid: 0, size: 0, mtime: Timestamp::default(), ctime: Timestamp::default(), inode: 0, device: 0, links: 1, xattrs: vec![] };
+            let node = Node {
+                name: bad.to_vec(),
+                kind: NodeKind::Fifo,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: Timestamp::default(),
+                ctime: Timestamp::default(),
+                inode: 0,
+                device: 0,
+                links: 1,
+                xattrs: vec![],
+            };
             let bytes = codec::encode(TREE_VERSION, &Tree { nodes: vec![node] });
             assert!(Tree::decode(&bytes).is_err());
         }
@@ -163,7 +201,20 @@ pub(crate) mod tests {
 
     #[test]
     fn unsorted_or_unknown_version_is_refused() {
-        let mk = |n: &[u8]| Node { name: n.to_vec(), kind: NodeKind::Fifo, mode: 0, uid: 0, gid: 0, size: 0, mtime: Timestamp::default(), ctime: Timestamp::default(), inode: 0, device: 0, links: 1, xattrs: vec![] };
+        let mk = |n: &[u8]| Node {
+            name: n.to_vec(),
+            kind: NodeKind::Fifo,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            inode: 0,
+            device: 0,
+            links: 1,
+            xattrs: vec![],
+        };
         let bytes = codec::encode(TREE_VERSION, &Tree { nodes: vec![mk(b"b"), mk(b"a")] });
         assert!(Tree::decode(&bytes).is_err());
         let mut ok = Tree::canonical(vec![mk(b"a")]).unwrap().encode();

@@ -154,7 +154,9 @@ fn seal_stage(repo: &Repository, level: i32, rx: Receiver<Job>, tx: Sender<Seale
             return;
         };
         let sealed = seal_blob(repo.key(), job.kind, &job.id, &job.data, level);
-        if shared.failed.load(Ordering::SeqCst) || tx.send(Sealed { kind: job.kind, id: job.id, sealed, raw_len }).is_err() {
+        if shared.failed.load(Ordering::SeqCst)
+            || tx.send(Sealed { kind: job.kind, id: job.id, sealed, raw_len }).is_err()
+        {
             return;
         }
     }
@@ -167,7 +169,10 @@ fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>,
         match w.finish(repo.key()) {
             Ok(p) => tx.send(p).is_ok(),
             Err(e) => {
-                shared.fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
+                shared.fail(Error::corrupt(
+                    crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"),
+                    e,
+                ));
                 false
             }
         }
@@ -177,7 +182,8 @@ fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>,
             return;
         }
         if let Err(e) = writer.add(s.kind, s.id, &s.sealed, s.raw_len) {
-            shared.fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
+            shared
+                .fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
             return;
         }
         if writer.len() >= target && !finish(std::mem::take(&mut writer)) {

@@ -69,19 +69,24 @@ impl Archiver<'_, '_> {
 
     fn save_command(&mut self, cmd: &[OsString], label: &Path) -> Result<(Vec<crate::id::BlobId>, u64)> {
         let shown = display_command(cmd);
-        let (program, args) = cmd.split_first().ok_or_else(|| Error::Usage("--stdin-from-command needs a command after `--`".into()))?;
+        let (program, args) =
+            cmd.split_first().ok_or_else(|| Error::Usage("--stdin-from-command needs a command after `--`".into()))?;
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| Error::InputCommandFailed { command: shown.clone(), status: format!("could not start: {e}") })?;
+            .map_err(|e| Error::InputCommandFailed {
+                command: shown.clone(),
+                status: format!("could not start: {e}"),
+            })?;
         let stored = match child.stdout.take() {
             Some(out) => self.save_stream(out, None, self.stream_chunker, label),
             None => Err(Error::InputCommandFailed { command: shown.clone(), status: "no output pipe".into() }),
         };
-        let status = child.wait().map_err(|e| Error::InputCommandFailed { command: shown.clone(), status: e.to_string() })?;
+        let status =
+            child.wait().map_err(|e| Error::InputCommandFailed { command: shown.clone(), status: e.to_string() })?;
         if !status.success() {
             return Err(Error::InputCommandFailed { command: shown, status: status.to_string() });
         }

@@ -16,8 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-/// Maximum directory depth of a source; deeper trees are refused rather than overflow a stack.
-pub const MAX_DEPTH: usize = 4096;
+use crate::tree::MAX_DEPTH;
 
 fn unreadable(path: &Path, source: std::io::Error) -> Error {
     Error::InputUnreadable { path: path.to_path_buf(), source }
@@ -100,7 +99,13 @@ impl Archiver<'_, '_> {
     }
 
     /// One entry: `None` if it vanished since its directory was listed.
-    pub(super) fn save_entry(&mut self, path: &Path, name: &[u8], old: Option<&Node>, depth: usize) -> Result<Option<Node>> {
+    pub(super) fn save_entry(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        old: Option<&Node>,
+        depth: usize,
+    ) -> Result<Option<Node>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -142,7 +147,12 @@ impl Archiver<'_, '_> {
     }
 
     /// A regular file's chunk list: the parent's if unchanged, else read and chunked.
-    fn save_file(&mut self, path: &Path, meta: &Metadata, old: Option<&Node>) -> Result<Option<(Vec<crate::id::BlobId>, u64)>> {
+    fn save_file(
+        &mut self,
+        path: &Path,
+        meta: &Metadata,
+        old: Option<&Node>,
+    ) -> Result<Option<(Vec<crate::id::BlobId>, u64)>> {
         if let Some(content) = self.unchanged(meta, old)? {
             self.summary.files_unchanged += 1;
             self.summary.bytes_total += meta.size();
@@ -157,7 +167,11 @@ impl Archiver<'_, '_> {
             Err(e) => return Err(unreadable(path, e)),
         };
         let (content, size) = self.save_stream(file, Some(meta.size()), self.file_chunker, path)?;
-        if old.is_some() { self.summary.files_changed += 1 } else { self.summary.files_new += 1 }
+        if old.is_some() {
+            self.summary.files_changed += 1
+        } else {
+            self.summary.files_new += 1
+        }
         self.summary.bytes_total += size;
         Ok(Some((content, size)))
     }

@@ -49,7 +49,9 @@ pub(crate) fn run(g: &Global, a: &BackupArgs) -> Result<()> {
         }
     }
     match (&a.stdin_from_command, a.command.is_empty()) {
-        (Some(name), false) => inputs.push(StreamInput { name: name.clone(), source: StreamSource::Command(a.command.clone()) }),
+        (Some(name), false) => {
+            inputs.push(StreamInput { name: name.clone(), source: StreamSource::Command(a.command.clone()) })
+        }
         (Some(_), true) => return Err(Error::Usage("--stdin-from-command NAME needs the command after `--`".into())),
         (None, false) => return Err(Error::Usage("a command after `--` needs --stdin-from-command NAME".into())),
         (None, true) => {}
@@ -60,7 +62,8 @@ pub(crate) fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     let repo = g.open()?;
     let _lock = repo.lock(false)?;
     let host = a.host.clone().unwrap_or_else(crate::repo::hostname);
-    let mut opts = BackupOptions { paths, inputs, excludes: a.excludes.clone(), tags: a.tags.clone(), host, parent: None };
+    let mut opts =
+        BackupOptions { paths, inputs, excludes: a.excludes.clone(), tags: a.tags.clone(), host, parent: None };
     if !a.force {
         opts.parent = find_parent(&repo, &opts, a.parent.as_deref())?;
     }
@@ -87,13 +90,18 @@ pub(crate) fn run(g: &Global, a: &BackupArgs) -> Result<()> {
 }
 
 /// The parent: `--parent`, else the latest snapshot with the same host and the same paths.
-fn find_parent(repo: &crate::repo::Repository, opts: &BackupOptions, given: Option<&str>) -> Result<Option<(SnapshotId, crate::id::BlobId)>> {
+fn find_parent(
+    repo: &crate::repo::Repository,
+    opts: &BackupOptions,
+    given: Option<&str>,
+) -> Result<Option<(SnapshotId, crate::id::BlobId)>> {
     let all = repo.snapshots()?;
     if let Some(spec) = given {
         let (id, s) = crate::snapshot::select(&all, spec, &Default::default())?;
         return Ok(Some((id, s.tree)));
     }
-    let mut want: Vec<String> = opts.paths.iter().filter_map(|p| crate::archiver::absolute(p).ok()).map(|p| p.display().to_string()).collect();
+    let mut want: Vec<String> =
+        opts.paths.iter().filter_map(|p| crate::archiver::absolute(p).ok()).map(|p| p.display().to_string()).collect();
     want.sort();
     let found = all.iter().rev().find(|(_, s)| {
         let mut have: Vec<String> = s.paths.iter().filter(|p| p.starts_with('/')).cloned().collect();

@@ -13,7 +13,9 @@ pub(crate) struct CheckArgs {
 }
 
 pub(crate) fn run(g: &Global, a: &CheckArgs) -> Result<()> {
-    let repo = g.open()?;
+    let mut repo = g.open_bare()?;
+    // Damaged index objects are findings, not a reason to stop: load the index without them.
+    checker::load_index(&mut repo, &g.cache_root())?;
     let _lock = repo.lock(false)?;
     let opts = CheckOptions { read_data: a.read_data, ..Default::default() };
     let mut print = |f: &Finding| {
@@ -30,9 +32,18 @@ pub(crate) fn run(g: &Global, a: &CheckArgs) -> Result<()> {
         return Err(Error::Damaged { count: report.findings.len() });
     }
     if a.read_data {
-        g.say(format!("no problems found: {} snapshots, {} packs, {} blobs ({}) read and verified", report.snapshots, report.packs, report.blobs_read, human(report.bytes_read)));
+        g.say(format!(
+            "no problems found: {} snapshots, {} packs, {} blobs ({}) read and verified",
+            report.snapshots,
+            report.packs,
+            report.blobs_read,
+            human(report.bytes_read)
+        ));
     } else {
-        g.say(format!("no problems found: {} snapshots, {} packs (structure only; --read-data verifies every byte)", report.snapshots, report.packs));
+        g.say(format!(
+            "no problems found: {} snapshots, {} packs (structure only; --read-data verifies every byte)",
+            report.snapshots, report.packs
+        ));
     }
     Ok(())
 }

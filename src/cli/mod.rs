@@ -4,6 +4,8 @@
 //! picks the exit code.
 
 mod backup;
+mod check;
+mod restore;
 mod snapshots;
 
 use crate::backend::{Backend, StoreBackend};
@@ -42,6 +44,12 @@ enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots
     Snapshots(snapshots::SnapshotsArgs),
+    /// Restore a snapshot into a folder
+    Restore(restore::RestoreArgs),
+    /// Write one file of a snapshot to stdout
+    Dump(restore::DumpArgs),
+    /// Verify the repository's structure, and with --read-data every byte
+    Check(check::CheckArgs),
     /// Remove stale locks left by crashed cairn processes
     Unlock(snapshots::UnlockArgs),
 }
@@ -85,18 +93,25 @@ impl Global {
 
     fn password(&self, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading password file {}", path.display()), e))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("reading password file {}", path.display()), e))?;
             return Ok(zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_string()));
         }
         if let Ok(pw) = std::env::var("CAIRN_PASSWORD") {
             return Ok(zeroize::Zeroizing::new(pw));
         }
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return Err(Error::Usage("no password: set CAIRN_PASSWORD or use --password-file (no terminal to ask on)".into()));
+            return Err(Error::Usage(
+                "no password: set CAIRN_PASSWORD or use --password-file (no terminal to ask on)".into(),
+            ));
         }
-        let pw = zeroize::Zeroizing::new(rpassword::prompt_password("repository password: ").map_err(|e| Error::io("reading password", e))?);
+        let pw = zeroize::Zeroizing::new(
+            rpassword::prompt_password("repository password: ").map_err(|e| Error::io("reading password", e))?,
+        );
         if confirm {
-            let again = zeroize::Zeroizing::new(rpassword::prompt_password("again: ").map_err(|e| Error::io("reading password", e))?);
+            let again = zeroize::Zeroizing::new(
+                rpassword::prompt_password("again: ").map_err(|e| Error::io("reading password", e))?,
+            );
             if *again != *pw {
                 return Err(Error::Usage("the passwords differ".into()));
             }
@@ -132,11 +147,15 @@ impl Global {
 /// Parses the command line and runs the command.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
-    let global = Global { repo: cli.repo, password_file: cli.password_file, cache_dir: cli.cache_dir, quiet: cli.quiet };
+    let global =
+        Global { repo: cli.repo, password_file: cli.password_file, cache_dir: cli.cache_dir, quiet: cli.quiet };
     match cli.command {
         Command::Init(a) => init(&global, &a),
         Command::Backup(a) => backup::run(&global, &a),
         Command::Snapshots(a) => snapshots::run(&global, &a),
+        Command::Restore(a) => restore::restore(&global, &a),
+        Command::Dump(a) => restore::dump(&global, &a),
+        Command::Check(a) => check::run(&global, &a),
         Command::Unlock(a) => snapshots::unlock(&global, &a),
     }
 }

@@ -17,7 +17,15 @@ pub(crate) fn run(g: &Global, a: &SnapshotsArgs) -> Result<()> {
     let mut n = 0;
     for (id, s) in all.iter().filter(|(_, s)| filter.matches(s)) {
         n += 1;
-        println!("{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}", id.short(), s.time_string(), s.host, s.tags.join(","), human(s.summary.bytes_added), s.paths.join(" "));
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
+            id.short(),
+            s.time_string(),
+            s.host,
+            s.tags.join(","),
+            human(s.summary.bytes_added),
+            s.paths.join(" ")
+        );
     }
     g.say(format!("{n} snapshot(s)"));
     Ok(())

@@ -147,7 +147,8 @@ impl IndexCache {
         let missing: Vec<IndexId> = in_repo.iter().filter(|id| !have.contains(id)).copied().collect();
         use rayon::prelude::*;
         for batch in missing.chunks(8) {
-            let files: Vec<Result<(IndexId, IndexFile)>> = batch.par_iter().map(|id| load(id).map(|f| (*id, f))).collect();
+            let files: Vec<Result<(IndexId, IndexFile)>> =
+                batch.par_iter().map(|id| load(id).map(|f| (*id, f))).collect();
             for f in files {
                 let (id, file) = f?;
                 self.add(&id, &file)?;
@@ -177,7 +178,9 @@ impl BlobIndex for IndexCache {
     fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>> {
         match self.db.get_pinned(blob_key(kind, id)).map_err(|e| cache_err(&self.path, e))? {
             None => Ok(None),
-            Some(v) => decode_entry(&v).map(Some).ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder")),
+            Some(v) => decode_entry(&v)
+                .map(Some)
+                .ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder")),
         }
     }
 }
@@ -192,7 +195,16 @@ mod tests {
         IndexFile {
             packs: vec![IndexPack {
                 id: PackId(Id([pack; 32])),
-                blobs: blobs.iter().map(|b| PackBlob { kind: BlobType::Data, id: BlobId(Id([*b; 32])), offset: u32::from(*b), length: 50, raw_length: 7 }).collect(),
+                blobs: blobs
+                    .iter()
+                    .map(|b| PackBlob {
+                        kind: BlobType::Data,
+                        id: BlobId(Id([*b; 32])),
+                        offset: u32::from(*b),
+                        length: 50,
+                        raw_length: 7,
+                    })
+                    .collect(),
             }],
         }
     }

@@ -39,7 +39,10 @@ impl IndexFile {
         for p in &file.packs {
             for b in &p.blobs {
                 if u64::from(b.offset) + u64::from(b.length) > crate::pack::MAX_PACK_LEN {
-                    return Err(FormatError::invalid("index", format!("blob {} lies past any pack's end", b.id.short())));
+                    return Err(FormatError::invalid(
+                        "index",
+                        format!("blob {} lies past any pack's end", b.id.short()),
+                    ));
                 }
             }
         }

@@ -41,7 +41,11 @@ impl ChunkerParams {
             && min % 2 == 0
             && avg % 2 == 0
             && max % 2 == 0;
-        if ok { Ok(()) } else { Err(FormatError::invalid("config", format!("chunker sizes {min}/{avg}/{max} out of range"))) }
+        if ok {
+            Ok(())
+        } else {
+            Err(FormatError::invalid("config", format!("chunker sizes {min}/{avg}/{max} out of range")))
+        }
     }
 }
 
@@ -74,7 +78,10 @@ impl RepoConfig {
 
     pub fn validate(&self) -> Result<(), FormatError> {
         if self.format_version != FORMAT_VERSION {
-            return Err(FormatError::invalid("config", format!("repository format {} (this cairn reads {FORMAT_VERSION}); upgrade cairn", self.format_version)));
+            return Err(FormatError::invalid(
+                "config",
+                format!("repository format {} (this cairn reads {FORMAT_VERSION}); upgrade cairn", self.format_version),
+            ));
         }
         self.chunker_files.validate()?;
         self.chunker_streams.validate()?;

@@ -55,22 +55,6 @@ fn process_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_staleness() {
-        let l = Lock { exclusive: true, host: "h".into(), username: "u".into(), pid: std::process::id(), time: 1000 };
-        assert_eq!(Lock::decode(&l.encode()).unwrap(), l);
-        assert!(!l.is_stale(1001, "h"));
-        assert!(l.is_stale(1000 + STALE_AFTER_SECS + 1, "h"));
-        let gone = Lock { pid: u32::MAX - 1, ..l.clone() };
-        assert!(gone.is_stale(1001, "h"));
-        assert!(!gone.is_stale(1001, "other-host"));
-    }
-}
-
 /// A held lock; refreshed in the background, removed on drop.
 pub struct LockGuard {
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -79,7 +63,13 @@ pub struct LockGuard {
 
 impl LockGuard {
     pub(crate) fn acquire(repo: &super::Repository, exclusive: bool) -> crate::error::Result<LockGuard> {
-        let me = Lock { exclusive, host: super::hostname(), username: super::username(), pid: std::process::id(), time: super::now_secs() };
+        let me = Lock {
+            exclusive,
+            host: super::hostname(),
+            username: super::username(),
+            pid: std::process::id(),
+            time: super::now_secs(),
+        };
         conflict(repo, exclusive, None)?;
         let name = repo.save_lock(&me)?;
         // Two writers may both have seen no lock; whoever now sees the other backs off.
@@ -89,15 +79,8 @@ impl LockGuard {
         }
         let (stop, rx) = std::sync::mpsc::channel::<()>();
         let backend = repo.backend().clone();
-        let seal = {
-            let key = repo.key().clone();
-            move |l: &Lock| {
-                let aad = [super::ENVELOPE_VERSION, 4];
-                let mut out = vec![super::ENVELOPE_VERSION];
-                out.extend_from_slice(&key.seal(&aad, &l.encode()));
-                out
-            }
-        };
+        let key = repo.key().clone();
+        let seal = move |l: &Lock| super::seal_envelope(&key, crate::error::ObjectKind::Lock, &l.encode());
         let thread = std::thread::spawn(move || {
             let mut current = name;
             let path = |n: &str| crate::backend::object_path(crate::error::ObjectKind::Lock, n);
@@ -145,5 +128,21 @@ impl Drop for LockGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_staleness() {
+        let l = Lock { exclusive: true, host: "h".into(), username: "u".into(), pid: std::process::id(), time: 1000 };
+        assert_eq!(Lock::decode(&l.encode()).unwrap(), l);
+        assert!(!l.is_stale(1001, "h"));
+        assert!(l.is_stale(1000 + STALE_AFTER_SECS + 1, "h"));
+        let gone = Lock { pid: u32::MAX - 1, ..l.clone() };
+        assert!(gone.is_stale(1001, "h"));
+        assert!(!gone.is_stale(1001, "other-host"));
     }
 }

@@ -42,6 +42,13 @@ fn kind_byte(kind: ObjectKind) -> u8 {
     }
 }
 
+/// `ENVELOPE_VERSION || seal(aad = [ENVELOPE_VERSION, kind byte], plain)`.
+pub(crate) fn seal_envelope(key: &MasterKey, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
+    let mut out = vec![ENVELOPE_VERSION];
+    out.extend_from_slice(&key.seal(&[ENVELOPE_VERSION, kind_byte(kind)], plain));
+    out
+}
+
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp { secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX), nanos: d.subsec_nanos() }
@@ -70,7 +77,13 @@ pub struct Repository {
 impl Repository {
     /// Creates a repository: a key object first, then the config (whose presence is what makes
     /// a repository), so a crash in between leaves no half-made repository.
-    pub fn init(backend: Arc<dyn Backend>, location: &str, password: &[u8], kdf: KdfParams, config: RepoConfig) -> Result<Repository> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        location: &str,
+        password: &[u8],
+        kdf: KdfParams,
+        config: RepoConfig,
+    ) -> Result<Repository> {
         config.validate().map_err(|e| Error::Usage(e.to_string()))?;
         match backend.get(&object_path(ObjectKind::Config, "")) {
             Ok(_) => return Err(Error::RepositoryExists { location: location.into() }),
@@ -95,7 +108,7 @@ impl Repository {
     }
 
     /// Opens a repository with the first key object that `password` opens.
-    pub fn open(backend: Arc<dyn Backend>, location: &str, password: &[u8]) -> Result<Repository> {
+    pub fn open(mut backend: Arc<dyn Backend>, location: &str, password: &[u8]) -> Result<Repository> {
         let config_bytes = match backend.get(&object_path(ObjectKind::Config, "")) {
             Ok(b) => b,
             Err(BackendError::NotFound(_)) => return Err(Error::NoRepository { location: location.into() }),
@@ -119,9 +132,19 @@ impl Repository {
                     continue;
                 }
             };
-            let mut repo = Repository { backend, key, config: RepoConfig::new(), location: location.into(), index: None };
-            let plain = repo.open_object(ObjectKind::Config, "", &config_bytes)?;
-            repo.config = RepoConfig::decode(&plain).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Config, ""), e))?;
+            let mut repo =
+                Repository { backend, key, config: RepoConfig::new(), location: location.into(), index: None };
+            let plain = match repo.open_object(ObjectKind::Config, "", &config_bytes) {
+                Ok(p) => p,
+                // A key left by an interrupted `init` of another repository: try the next.
+                Err(Error::Corrupt { problem: FormatError::Authentication, .. }) => {
+                    backend = repo.backend;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            repo.config =
+                RepoConfig::decode(&plain).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Config, ""), e))?;
             return Ok(repo);
         }
         Err(damaged.unwrap_or(Error::WrongPassword))
@@ -144,17 +167,19 @@ impl Repository {
     }
 
     fn seal_object(&self, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
-        let aad = [ENVELOPE_VERSION, kind_byte(kind)];
-        let mut out = vec![ENVELOPE_VERSION];
-        out.extend_from_slice(&self.key.seal(&aad, plain));
-        out
+        seal_envelope(&self.key, kind, plain)
     }
 
     fn open_object(&self, kind: ObjectKind, name: &str, stored: &[u8]) -> Result<Vec<u8>> {
         let object = || ObjectRef::new(kind, name);
-        let (&version, sealed) = stored.split_first().ok_or_else(|| Error::corrupt(object(), FormatError::Truncated { needed: 1, available: 0 }))?;
+        let (&version, sealed) = stored
+            .split_first()
+            .ok_or_else(|| Error::corrupt(object(), FormatError::Truncated { needed: 1, available: 0 }))?;
         if version != ENVELOPE_VERSION {
-            return Err(Error::corrupt(object(), FormatError::UnsupportedVersion { what: "envelope", version, supported: ENVELOPE_VERSION }));
+            return Err(Error::corrupt(
+                object(),
+                FormatError::UnsupportedVersion { what: "envelope", version, supported: ENVELOPE_VERSION },
+            ));
         }
         self.key.open(&[ENVELOPE_VERSION, kind_byte(kind)], sealed).map_err(|e| Error::corrupt(object(), e))
     }
@@ -165,7 +190,10 @@ impl Repository {
         let id = Id::of_stored(&sealed);
         // Verify what leaves the process: it must open to what we meant to store.
         if self.open_object(kind, &id.to_hex(), &sealed)? != plain {
-            return Err(Error::corrupt(ObjectRef::new(kind, id.to_hex()), FormatError::invalid("object", "did not verify before upload")));
+            return Err(Error::corrupt(
+                ObjectRef::new(kind, id.to_hex()),
+                FormatError::invalid("object", "did not verify before upload"),
+            ));
         }
         match self.backend.put_new(&object_path(kind, &id.to_hex()), sealed.into()) {
             Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(id),
@@ -178,14 +206,18 @@ impl Repository {
         let name = id.to_hex();
         let bytes = self.backend.get(&object_path(kind, &name)).map_err(|e| missing_or(e, kind, &name))?;
         if Id::of_stored(&bytes) != *id {
-            return Err(Error::corrupt(ObjectRef::new(kind, name), FormatError::invalid("object", "content does not match its name")));
+            return Err(Error::corrupt(
+                ObjectRef::new(kind, name),
+                FormatError::invalid("object", "content does not match its name"),
+            ));
         }
         self.open_object(kind, &name, &bytes)
     }
 
     /// Ids of the hash-named objects of a kind; names that are not ids are ignored.
     pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<Id>> {
-        let mut ids: Vec<Id> = self.backend.list(crate::backend::kind_dir(kind))?.iter().filter_map(|l| Id::from_hex(&l.name)).collect();
+        let mut ids: Vec<Id> =
+            self.backend.list(crate::backend::kind_dir(kind))?.iter().filter_map(|l| Id::from_hex(&l.name)).collect();
         ids.sort();
         Ok(ids)
     }
@@ -203,8 +235,10 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         use rayon::prelude::*;
         let ids = self.list_ids(ObjectKind::Snapshot)?;
-        let mut out: Vec<(SnapshotId, Snapshot)> =
-            ids.par_iter().map(|id| self.load_snapshot(&SnapshotId(*id)).map(|s| (SnapshotId(*id), s))).collect::<Result<_>>()?;
+        let mut out: Vec<(SnapshotId, Snapshot)> = ids
+            .par_iter()
+            .map(|id| self.load_snapshot(&SnapshotId(*id)).map(|s| (SnapshotId(*id), s)))
+            .collect::<Result<_>>()?;
         out.sort_by_key(|(id, s)| (s.time.secs, s.time.nanos, *id));
         Ok(out)
     }
@@ -228,6 +262,7 @@ impl Repository {
     /// date with the repository's index objects.
     pub fn load_index(&mut self, cache_root: &Path) -> Result<()> {
         let dir = cache_dir(cache_root, &self.config.id);
+        self.index = None; // RocksDB allows one opener per folder: close ours first
         let mut cache = IndexCache::open(&dir)?;
         let ids: Vec<IndexId> = self.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
         cache.sync(&ids, |id| self.load_index_file(id))?;
@@ -235,12 +270,45 @@ impl Repository {
         Ok(())
     }
 
+    /// Like [`load_index`](Self::load_index), but for `check`: opens every index object, leaves
+    /// damaged or vanished ones out of the cache instead of failing, and returns them with what
+    /// is wrong. A cache that mirrored one before it was damaged is rebuilt without it, so what
+    /// check sees does not depend on the cache's history. Storage and cache failures are errors.
+    pub fn load_index_skipping_damaged(&mut self, cache_root: &Path) -> Result<Vec<(IndexId, Error)>> {
+        use rayon::prelude::*;
+        // Close a cache opened earlier first: RocksDB allows one opener per folder.
+        self.index = None;
+        let dir = cache_dir(cache_root, &self.config.id);
+        self.index = None; // RocksDB allows one opener per folder: close ours first
+        let mut cache = IndexCache::open(&dir)?;
+        let ids: Vec<IndexId> = self.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
+        let mut good = Vec::with_capacity(ids.len());
+        let mut damaged = Vec::new();
+        for batch in ids.chunks(8) {
+            let loaded: Vec<(IndexId, Result<IndexFile>)> =
+                batch.par_iter().map(|id| (*id, self.load_index_file(id))).collect();
+            for (id, result) in loaded {
+                match result {
+                    Ok(_) => good.push(id),
+                    Err(e @ (Error::Corrupt { .. } | Error::Missing { .. })) => damaged.push((id, e)),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        cache.sync(&good, |id| self.load_index_file(id))?;
+        self.index = Some(cache);
+        Ok(damaged)
+    }
+
     pub fn index(&self) -> Result<&IndexCache> {
         self.index.as_ref().ok_or_else(|| Error::Usage("internal: index used before load_index".into()))
     }
 
     pub fn put_pack(&self, pack: &FinishedPack) -> Result<()> {
-        match self.backend.put_new(&object_path(ObjectKind::Pack, &pack.id.to_hex()), Bytes::copy_from_slice(&pack.bytes)) {
+        match self
+            .backend
+            .put_new(&object_path(ObjectKind::Pack, &pack.id.to_hex()), Bytes::copy_from_slice(&pack.bytes))
+        {
             Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -249,7 +317,9 @@ impl Repository {
     /// Reads a byte range of a pack.
     pub fn read_pack_range(&self, pack: &PackId, range: std::ops::Range<u64>) -> Result<Bytes> {
         let name = pack.to_hex();
-        self.backend.get_range(&object_path(ObjectKind::Pack, &name), range).map_err(|e| missing_or(e, ObjectKind::Pack, &name))
+        self.backend
+            .get_range(&object_path(ObjectKind::Pack, &name), range)
+            .map_err(|e| missing_or(e, ObjectKind::Pack, &name))
     }
 
     /// Opens one stored blob, given where it is. Only verified plaintext comes back.
@@ -259,7 +329,10 @@ impl Repository {
 
     /// Reads one blob through the index.
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let entry = self.index()?.lookup(kind, id)?.ok_or_else(|| Error::Missing { object: ObjectRef::new(blob_kind(kind), id.to_hex()) })?;
+        let entry = self
+            .index()?
+            .lookup(kind, id)?
+            .ok_or_else(|| Error::Missing { object: ObjectRef::new(blob_kind(kind), id.to_hex()) })?;
         let range = u64::from(entry.offset)..u64::from(entry.offset) + u64::from(entry.length);
         let sealed = self.read_pack_range(&entry.pack, range)?;
         self.open_blob_at(kind, id, &entry, &sealed)
@@ -289,7 +362,8 @@ impl Repository {
             let path = object_path(ObjectKind::Lock, &listed.name);
             let l = match self.backend.get(&path) {
                 Ok(bytes) => self.open_object(ObjectKind::Lock, &listed.name, &bytes).and_then(|p| {
-                    lock::Lock::decode(&p).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Lock, listed.name.clone()), e))
+                    lock::Lock::decode(&p)
+                        .map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Lock, listed.name.clone()), e))
                 }),
                 Err(BackendError::NotFound(_)) => continue,
                 Err(e) => Err(e.into()),

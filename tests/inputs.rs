@@ -1,0 +1,70 @@
+//! Streamed inputs: dumps piped to stdin and commands run by cairn, alone and together with
+//! paths in one snapshot. A failing dump command writes no snapshot and exits 3.
+
+mod common;
+use common::*;
+
+#[test]
+fn stdin_dump_round_trips_through_dump() {
+    let env = Env::init();
+    let dump = random_bytes(3, 3 << 20);
+    env.cairn()
+        .args(["backup", "-", "--stdin-filename", "db.sql", "--tag", "db"])
+        .write_stdin(dump.clone())
+        .assert()
+        .success();
+    let out = env.cairn().args(["dump", "latest", "--tag", "db", "db.sql"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == dump);
+}
+
+#[test]
+fn a_failing_dump_command_writes_no_snapshot() {
+    let env = Env::init();
+    env.cairn()
+        .args(["backup", "--stdin-from-command", "db.sql", "--", "sh", "-c", "echo partial; exit 7"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("failed").and(predicates::str::contains("no snapshot was written")));
+    assert!(env.snapshot_ids().is_empty());
+    env.cairn().args(["backup", "--stdin-from-command", "db.sql", "--", "no-such-program-xyz"]).assert().code(3);
+    assert!(env.snapshot_ids().is_empty());
+}
+
+#[test]
+fn command_stdin_and_paths_share_one_snapshot() {
+    let env = Env::init();
+    let uploads = env.path("uploads");
+    std::fs::create_dir(&uploads).unwrap();
+    std::fs::write(uploads.join("a.pdf"), b"%PDF").unwrap();
+    let conf = env.path("app.conf");
+    std::fs::write(&conf, b"key = value\n").unwrap();
+    env.cairn()
+        .arg("backup")
+        .arg(&uploads)
+        .arg(&conf)
+        .arg("-")
+        .args([
+            "--stdin-filename",
+            "extra.txt",
+            "--stdin-from-command",
+            "db.sql",
+            "--tag",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "printf 'create table t;\\n'",
+        ])
+        .write_stdin(b"from stdin".to_vec())
+        .assert()
+        .success();
+    assert_eq!(env.snapshot_ids().len(), 1);
+    let dump = |p: &str| env.cairn().args(["dump", "latest", p]).output().unwrap().stdout;
+    assert_eq!(dump("db.sql"), b"create table t;\n");
+    assert_eq!(dump("extra.txt"), b"from stdin");
+    assert_eq!(dump(&conf.display().to_string()), b"key = value\n");
+    assert_eq!(dump(&uploads.join("a.pdf").display().to_string()), b"%PDF");
+}
+
+use predicates::prelude::*;
