@@ -76,3 +76,24 @@ fn no_panics_on_usage_errors() {
     env.cairn().args(["backup", "--stdin-from-command", "x"]).assert().code(2);
     env.cairn().args(["backup", "-", "--stdin-filename", "a/b"]).assert().code(2);
 }
+
+/// Opens the test repository through the library, as another cairn process would.
+fn open_repo(env: &Env) -> cairn::repo::Repository {
+    let backend = std::sync::Arc::new(cairn::backend::StoreBackend::local(&env.repo()).unwrap());
+    cairn::repo::Repository::open(backend, "test", PASSWORD.as_bytes()).unwrap()
+}
+
+#[test]
+fn an_exclusive_lock_blocks_backup_with_exit_11_until_removed() {
+    let env = Env::init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    let repo = open_repo(&env);
+    let lock = repo.lock(true).unwrap();
+    env.cairn().arg("backup").arg(&src).assert().code(11).stderr(predicate::str::contains("locked").and(predicate::str::contains("cairn unlock")));
+    // The holder is alive on this host, so a plain unlock keeps it; --remove-all does not.
+    env.cairn().arg("unlock").assert().success().stdout(predicate::str::contains("removed 0 lock"));
+    env.cairn().args(["unlock", "--remove-all"]).assert().success().stdout(predicate::str::contains("removed 1 lock"));
+    env.cairn().arg("backup").arg(&src).assert().success();
+    drop(lock);
+}
