@@ -33,7 +33,7 @@ impl Lock {
     }
 
     pub fn is_stale(&self, now: i64, this_host: &str) -> bool {
-        if now - self.time > STALE_AFTER_SECS {
+        if now.saturating_sub(self.time) > STALE_AFTER_SECS {
             return true;
         }
         self.host == this_host && !process_alive(self.pid)
@@ -46,7 +46,7 @@ impl Lock {
             self.username,
             self.host,
             self.pid,
-            crate::repo::now_secs() - self.time
+            crate::repo::now_secs().saturating_sub(self.time)
         )
     }
 }
@@ -144,5 +144,9 @@ mod tests {
         let gone = Lock { pid: u32::MAX - 1, ..l.clone() };
         assert!(gone.is_stale(1001, "h"));
         assert!(!gone.is_stale(1001, "other-host"));
+        // A hostile time must not overflow (found by fuzz/fuzz_targets/lock.rs).
+        let hostile = Lock { time: i64::MIN, ..l.clone() };
+        assert!(hostile.is_stale(0, "x"));
+        assert!(!hostile.describe().is_empty());
     }
 }
