@@ -51,7 +51,7 @@ pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
 pub fn seal_blob(key: &MasterKey, kind: BlobType, id: &BlobId, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
     let mut body = Vec::with_capacity(plaintext.len() + 1);
     body.push(RAW);
-    match zstd::bulk::compress(plaintext, zstd_level) {
+    match compress(plaintext, zstd_level) {
         Ok(compressed) if compressed.len() < plaintext.len() => {
             body[0] = ZSTD;
             body.extend_from_slice(&compressed);
@@ -59,6 +59,25 @@ pub fn seal_blob(key: &MasterKey, kind: BlobType, id: &BlobId, plaintext: &[u8],
         _ => body.extend_from_slice(plaintext),
     }
     key.seal(&blob_aad(kind, id), &body)
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating a context per blob costs more than
+    /// compressing a small blob.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn compress(plaintext: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(plaintext),
+            None => zstd::bulk::compress(plaintext, level),
+        }
+    })
 }
 
 /// Authenticates, decompresses and re-hashes a sealed blob. Only bytes that pass come back.
