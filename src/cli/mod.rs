@@ -12,7 +12,7 @@ use crate::backend::{Backend, StoreBackend};
 use crate::crypto::KdfParams;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::config::RepoConfig;
+use crate::repo::config::{ChunkerParams, RepoConfig};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +62,30 @@ struct InitArgs {
     /// Argon2id passes (default 3)
     #[arg(long, default_value_t = KdfParams::DEFAULT.t_cost, hide = true)]
     kdf_passes: u32,
+    /// Average chunk size for file trees, e.g. 1M (min is a quarter, max four times it)
+    #[arg(long, value_parser = parse_size)]
+    file_chunk_size: Option<u32>,
+    /// Average chunk size for streamed inputs (dumps), e.g. 64K
+    #[arg(long, value_parser = parse_size)]
+    stream_chunk_size: Option<u32>,
+    /// Target pack size, e.g. 16M
+    #[arg(long, value_parser = parse_size)]
+    pack_size: Option<u32>,
+    /// zstd level 1-19 (higher: smaller and slower)
+    #[arg(long)]
+    compression_level: Option<i32>,
+}
+
+/// `64K`, `1M`, `1048576`: a size in bytes (binary units).
+fn parse_size(s: &str) -> std::result::Result<u32, String> {
+    let (digits, mult) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1u64 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1u64 << 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1u64 << 30),
+        t => (t, 1),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 64K or 1M"))?;
+    u32::try_from(n * mult).map_err(|_| format!("`{s}` is too large"))
 }
 
 /// Global options every command needs.
@@ -171,7 +195,17 @@ fn init(g: &Global, a: &InitArgs) -> Result<()> {
     if pw.is_empty() {
         return Err(Error::Usage("an empty password protects nothing; choose one".into()));
     }
-    let repo = Repository::init(g.backend(true)?, &loc, pw.as_bytes(), kdf, RepoConfig::new())?;
+    let mut config = RepoConfig::new();
+    if let Some(avg) = a.file_chunk_size {
+        config.chunker_files = ChunkerParams::around(avg);
+    }
+    if let Some(avg) = a.stream_chunk_size {
+        config.chunker_streams = ChunkerParams::around(avg);
+    }
+    config.pack_size = a.pack_size.unwrap_or(config.pack_size);
+    config.zstd_level = a.compression_level.unwrap_or(config.zstd_level);
+    config.validate().map_err(|e| Error::Usage(format!("init: {e}")))?;
+    let repo = Repository::init(g.backend(true)?, &loc, pw.as_bytes(), kdf, config)?;
     g.say(format!("created cairn repository {} at {loc}", repo.config().id.short()));
     g.say("keep the password safe: without it the data cannot be read by anyone, you included");
     Ok(())

@@ -30,6 +30,11 @@ impl ChunkerParams {
     /// chunks re-store only the neighbourhood of each change.
     pub const STREAMS: ChunkerParams = ChunkerParams { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
 
+    /// Sizes around an average: a quarter of it at least, four times it at most.
+    pub fn around(avg: u32) -> ChunkerParams {
+        ChunkerParams { min: (avg / 4) & !1, avg: avg & !1, max: avg.saturating_mul(4) & !1 }
+    }
+
     pub fn validate(&self) -> Result<(), FormatError> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
         let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
