@@ -4,7 +4,7 @@ use cairn::chunker::Chunker;
 use cairn::repo::config::ChunkerParams;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn bench(c: &mut Criterion) {

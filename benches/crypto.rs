@@ -5,7 +5,7 @@ use cairn::blob::{BlobType, open_blob, seal_blob};
 use cairn::crypto::MasterKey;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn bench(c: &mut Criterion) {

@@ -9,7 +9,7 @@ use cairn::index::file::{IndexFile, IndexPack};
 use cairn::pack::PackBlob;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn blob_id(i: u64) -> BlobId {

@@ -5,7 +5,7 @@ use cairn::crypto::MasterKey;
 use cairn::pack::{PackWriter, read_header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-#[path = "common.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 fn bench(c: &mut Criterion) {

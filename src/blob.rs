@@ -122,8 +122,7 @@ fn decode_body(body: &[u8]) -> Result<Vec<u8>, FormatError> {
                 return Err(FormatError::TooLarge { what: "blob", size, limit: MAX_BLOB_LEN });
             }
             let cap = usize::try_from(size).map_err(|_| FormatError::invalid("blob", "size"))?;
-            let out =
-                zstd::bulk::decompress(payload, cap).map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
+            let out = decompress(payload, cap).map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
             if out.len() != cap {
                 return Err(FormatError::invalid("blob", "zstd frame shorter than it claims"));
             }

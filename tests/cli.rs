@@ -1,6 +1,8 @@
 //! Usage errors and their exit codes: wrong password, missing repository, existing repository,
 //! unreadable input, unknown snapshot. Each ends in one clear message, never a panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use predicates::prelude::*;
@@ -90,7 +92,12 @@ fn an_exclusive_lock_blocks_backup_with_exit_11_until_removed() {
     std::fs::create_dir(&src).unwrap();
     let repo = open_repo(&env);
     let lock = repo.lock(true).unwrap();
-    env.cairn().arg("backup").arg(&src).assert().code(11).stderr(predicate::str::contains("locked").and(predicate::str::contains("cairn unlock")));
+    env.cairn()
+        .arg("backup")
+        .arg(&src)
+        .assert()
+        .code(11)
+        .stderr(predicate::str::contains("locked").and(predicate::str::contains("cairn unlock")));
     // The holder is alive on this host, so a plain unlock keeps it; --remove-all does not.
     env.cairn().arg("unlock").assert().success().stdout(predicate::str::contains("removed 0 lock"));
     env.cairn().args(["unlock", "--remove-all"]).assert().success().stdout(predicate::str::contains("removed 1 lock"));

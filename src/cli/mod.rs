@@ -157,7 +157,9 @@ impl Global {
     /// Opens the repository and brings its index cache up to date.
     pub(crate) fn open(&self) -> Result<Repository> {
         let mut repo = self.open_bare()?;
-        repo.load_index(&self.cache_root())?;
+        for (id, e) in repo.load_index(&self.cache_root())? {
+            eprintln!("warning: index object {} left out: {e}", id.short());
+        }
         Ok(repo)
     }
 

@@ -136,8 +136,13 @@ impl IndexCache {
     }
 
     /// Brings the cache in line with the repository's index objects. `load` fetches and opens
-    /// one index object. Returns how many were added.
-    pub fn sync(&mut self, in_repo: &[IndexId], load: impl Fn(&IndexId) -> Result<IndexFile> + Sync) -> Result<usize> {
+    /// one index object. An index object that is damaged or vanished is left out (and tried
+    /// again next time) and returned with its error; any other failure stops the sync.
+    pub fn sync(
+        &mut self,
+        in_repo: &[IndexId],
+        load: impl Fn(&IndexId) -> Result<IndexFile> + Sync,
+    ) -> Result<Vec<(IndexId, Error)>> {
         let have = self.mirrored()?;
         let repo_set: HashSet<IndexId> = in_repo.iter().copied().collect();
         if !have.is_subset(&repo_set) {
@@ -145,16 +150,21 @@ impl IndexCache {
             return self.sync(in_repo, load);
         }
         let missing: Vec<IndexId> = in_repo.iter().filter(|id| !have.contains(id)).copied().collect();
+        let mut skipped = Vec::new();
         use rayon::prelude::*;
         for batch in missing.chunks(8) {
-            let files: Vec<Result<(IndexId, IndexFile)>> =
-                batch.par_iter().map(|id| load(id).map(|f| (*id, f))).collect();
-            for f in files {
-                let (id, file) = f?;
-                self.add(&id, &file)?;
+            let files: Vec<(IndexId, Result<IndexFile>)> = batch.par_iter().map(|id| (*id, load(id))).collect();
+            for (id, file) in files {
+                match file {
+                    Ok(file) => self.add(&id, &file)?,
+                    Err(e @ (Error::Corrupt { .. } | Error::Missing { .. } | Error::Unsupported { .. })) => {
+                        skipped.push((id, e))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(missing.len())
+        Ok(skipped)
     }
 
     /// Empties the cache (it is rebuilt from the repository by the next `sync`).
@@ -215,12 +225,12 @@ mod tests {
         let mut c = IndexCache::open(dir.path()).unwrap();
         let (a, b) = (IndexId(Id([1; 32])), IndexId(Id([2; 32])));
         let load = |id: &IndexId| Ok(if *id == a { file(10, &[1, 2]) } else { file(20, &[3]) });
-        assert_eq!(c.sync(&[a, b], load).unwrap(), 2);
+        assert!(c.sync(&[a, b], load).unwrap().is_empty());
         assert_eq!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap().unwrap().pack, PackId(Id([20; 32])));
         assert_eq!(c.lookup(BlobType::Tree, &BlobId(Id([3; 32]))).unwrap(), None);
-        assert_eq!(c.sync(&[a, b], load).unwrap(), 0);
+        assert!(c.sync(&[a, b], load).unwrap().is_empty());
         // index b removed from the repository: rebuilt, and blob 3 is gone
-        assert_eq!(c.sync(&[a], load).unwrap(), 1);
+        assert!(c.sync(&[a], load).unwrap().is_empty());
         assert_eq!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap(), None);
         assert!(c.lookup(BlobType::Data, &BlobId(Id([1; 32]))).unwrap().is_some());
     }

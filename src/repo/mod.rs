@@ -136,8 +136,10 @@ impl Repository {
                 Repository { backend, key, config: RepoConfig::new(), location: location.into(), index: None };
             let plain = match repo.open_object(ObjectKind::Config, "", &config_bytes) {
                 Ok(p) => p,
-                // A key left by an interrupted `init` of another repository: try the next.
-                Err(Error::Corrupt { problem: FormatError::Authentication, .. }) => {
+                // Either a key left by an interrupted `init` of another repository (try the
+                // next key) or a damaged config (said if no other key opens it).
+                Err(e @ Error::Corrupt { problem: FormatError::Authentication, .. }) => {
+                    damaged = Some(e);
                     backend = repo.backend;
                     continue;
                 }
@@ -259,15 +261,17 @@ impl Repository {
     }
 
     /// Opens the local index cache for this repository under `cache_root` and brings it up to
-    /// date with the repository's index objects.
-    pub fn load_index(&mut self, cache_root: &Path) -> Result<()> {
+    /// date with the repository's index objects. Index objects that are damaged or vanished
+    /// are left out and returned, so the caller can warn: blobs only they name read as absent
+    /// (backup stores them again; restore names the files it cannot restore).
+    pub fn load_index(&mut self, cache_root: &Path) -> Result<Vec<(IndexId, Error)>> {
         let dir = cache_dir(cache_root, &self.config.id);
         self.index = None; // RocksDB allows one opener per folder: close ours first
         let mut cache = IndexCache::open(&dir)?;
         let ids: Vec<IndexId> = self.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
-        cache.sync(&ids, |id| self.load_index_file(id))?;
+        let skipped = cache.sync(&ids, |id| self.load_index_file(id))?;
         self.index = Some(cache);
-        Ok(())
+        Ok(skipped)
     }
 
     /// Like [`load_index`](Self::load_index), but for `check`: opens every index object, leaves
@@ -276,8 +280,6 @@ impl Repository {
     /// check sees does not depend on the cache's history. Storage and cache failures are errors.
     pub fn load_index_skipping_damaged(&mut self, cache_root: &Path) -> Result<Vec<(IndexId, Error)>> {
         use rayon::prelude::*;
-        // Close a cache opened earlier first: RocksDB allows one opener per folder.
-        self.index = None;
         let dir = cache_dir(cache_root, &self.config.id);
         self.index = None; // RocksDB allows one opener per folder: close ours first
         let mut cache = IndexCache::open(&dir)?;
@@ -295,7 +297,8 @@ impl Repository {
                 }
             }
         }
-        cache.sync(&good, |id| self.load_index_file(id))?;
+        // Sync with the good ones only: a cache that mirrored a now-damaged one is rebuilt.
+        damaged.extend(cache.sync(&good, |id| self.load_index_file(id))?);
         self.index = Some(cache);
         Ok(damaged)
     }

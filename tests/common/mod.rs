@@ -133,3 +133,83 @@ pub fn assert_trees_equal(a: &Path, b: &Path) {
 pub fn restored(target: &Path, original: &Path) -> PathBuf {
     target.join(original.strip_prefix("/").unwrap())
 }
+
+/// Whether the tests run as root: device nodes, other owners and `setpriv` need it.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl Env {
+    /// A new env whose repository's key uses the cheapest Argon2id, so that each command opens
+    /// it in milliseconds instead of half a second. The repository format is the same.
+    pub fn init_cheap() -> Env {
+        Env::init_cheap_with(&[])
+    }
+
+    /// [`Env::init_cheap`] with more `init` options, e.g. `["--pack-size", "1M"]`.
+    pub fn init_cheap_with(options: &[&str]) -> Env {
+        let env = Env::new();
+        env.cairn().args(["init", "--kdf-memory", "8", "--kdf-passes", "1"]).args(options).assert().success();
+        env
+    }
+
+    /// `cairn` as a plain `std::process::Command` with the same settings as [`Env::cairn`], for
+    /// runs in the background (to be killed) or with piped stdin.
+    pub fn std_cairn(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CAIRN_REPO", self.repo())
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_CACHE_DIR", self.path("cache"))
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// The stored objects below `repo/<dir>` (e.g. "packs", "snapshots"): files named by a
+    /// 64-digit hex id, sorted. Staging files of interrupted writes are left out.
+    pub fn objects(&self, dir: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.repo().join(dir)];
+        while let Some(d) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries {
+                let e = e.unwrap();
+                let name = e.file_name();
+                let name = name.as_bytes();
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(e.path());
+                } else if name.len() == 64 && name.iter().all(u8::is_ascii_hexdigit) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// The object name (hex id) of a stored object's path.
+pub fn object_name(path: &Path) -> String {
+    path.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// Flips one bit of the byte at `offset` of a file, in place.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x01;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+/// Cuts a file to `len` bytes, in place.
+pub fn truncate_file(path: &Path, len: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+}
+
+/// A command's stderr as text.
+pub fn stderr_text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
