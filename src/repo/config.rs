@@ -24,11 +24,15 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// File trees: files are mostly unchanged or changed whole, so large chunks keep the index
-    /// small without costing dedup.
+    /// small without costing dedup. On the bench corpus's tree (43k files) 256 KiB to 2 MiB
+    /// averages store the same within 2%: most files are smaller than one chunk.
     pub const FILES: ChunkerParams = ChunkerParams { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 };
     /// Streamed inputs (database dumps): a day's changes touch rows all over the dump, so small
-    /// chunks re-store only the neighbourhood of each change.
-    pub const STREAMS: ChunkerParams = ChunkerParams { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+    /// chunks re-store only the neighbourhood of each change. Measured on the bench corpus's
+    /// PostgreSQL dumps (730 MB): the day-2 dump adds 168 MB at 1 MiB chunks, 135 MB at 64 KiB,
+    /// 82 MB at 16 KiB, 58 MB at 8 KiB and 43 MB at 4 KiB; 8 KiB and 4 KiB give the smallest
+    /// repository over both days (smaller chunks compress worse), and 8 KiB halves the index.
+    pub const STREAMS: ChunkerParams = ChunkerParams { min: 2 * 1024, avg: 8 * 1024, max: 32 * 1024 };
 
     /// Sizes around an average: a quarter of it at least, four times it at most.
     pub fn around(avg: u32) -> ChunkerParams {
