@@ -314,20 +314,7 @@ mod tests {
     }
 
     fn node(name: &str, kind: NodeKind) -> Node {
-        Node {
-            name: name.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: Timestamp::default(),
-            ctime: Timestamp::default(),
-            inode: 0,
-            device: 0,
-            links: 1,
-            xattrs: Vec::new(),
-        }
+        Node::bare(name.as_bytes(), kind)
     }
 
     fn add_blob(repo: &Repository, w: &mut PackWriter, kind: BlobType, data: &[u8]) -> BlobId {

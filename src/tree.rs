@@ -78,6 +78,27 @@ pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
 }
 
+#[cfg(test)]
+impl Node {
+    /// A node with the given name and kind, mode 0644 and every other field zero (links 1).
+    pub(crate) fn bare(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            inode: 0,
+            device: 0,
+            links: 1,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
 impl Tree {
     /// Sorts nodes into canonical order and checks names; duplicates are an error.
     pub fn canonical(mut nodes: Vec<Node>) -> Result<Tree, FormatError> {
@@ -179,20 +200,7 @@ pub(crate) mod tests {
     fn hostile_names_are_refused() {
         for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0"] {
             assert!(!valid_name(bad));
-            let node = Node {
-                name: bad.to_vec(),
-                kind: NodeKind::Fifo,
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                mtime: Timestamp::default(),
-                ctime: Timestamp::default(),
-                inode: 0,
-                device: 0,
-                links: 1,
-                xattrs: vec![],
-            };
+            let node = Node::bare(bad, NodeKind::Fifo);
             let bytes = codec::encode(TREE_VERSION, &Tree { nodes: vec![node] });
             assert!(Tree::decode(&bytes).is_err());
         }
@@ -201,20 +209,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unsorted_or_unknown_version_is_refused() {
-        let mk = |n: &[u8]| Node {
-            name: n.to_vec(),
-            kind: NodeKind::Fifo,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: Timestamp::default(),
-            ctime: Timestamp::default(),
-            inode: 0,
-            device: 0,
-            links: 1,
-            xattrs: vec![],
-        };
+        let mk = |n: &[u8]| Node::bare(n, NodeKind::Fifo);
         let bytes = codec::encode(TREE_VERSION, &Tree { nodes: vec![mk(b"b"), mk(b"a")] });
         assert!(Tree::decode(&bytes).is_err());
         let mut ok = Tree::canonical(vec![mk(b"a")]).unwrap().encode();
