@@ -159,13 +159,12 @@ pub(crate) fn finish_batch(
     for (file, failure) in batch.files.into_iter().zip(failures) {
         let outcome = match failure {
             Some(reason) => Err(reason),
-            None => set_len(&file.path, file.len),
+            None => finish_file(&file, set_owner, summary),
         };
         let restored = match outcome {
             Ok(()) => {
                 summary.files += 1 + file.links.len() as u64;
                 summary.bytes += file.len;
-                apply_attributes(&file.path, &file.node, set_owner, summary);
                 true
             }
             Err(reason) => {
@@ -183,8 +182,38 @@ pub(crate) fn finish_batch(
     settled
 }
 
-fn set_len(path: &Path, len: u64) -> Result<(), String> {
-    open_for_write(path).and_then(|f| f.set_len(len)).map_err(|e| failed("setting the file length", e))
+/// Sets a restored file's length (which makes trailing holes) and then its attributes, all
+/// through one descriptor opened without following symlinks. A length that cannot be set fails
+/// the file; attributes that cannot be set are listed and the file stays.
+fn finish_file(file: &PlannedFile, set_owner: bool, summary: &mut RestoreSummary) -> Result<(), String> {
+    let f = open_for_write(&file.path).map_err(|e| failed("opening the file to finish it", e))?;
+    f.set_len(file.len).map_err(|e| failed("setting the file length", e))?;
+    if let Err(reason) = file_attributes(&f, &file.path, &file.node, set_owner) {
+        summary.failed.push((file.path.clone(), format!("attributes not restored: {reason}")));
+    }
+    Ok(())
+}
+
+/// [`attributes`] for an open regular file: the same order, by descriptor.
+fn file_attributes(f: &File, path: &Path, node: &Node, set_owner: bool) -> Result<(), String> {
+    use xattr::FileExt as _;
+    if set_owner {
+        let (uid, gid) = (rustix::fs::Uid::from_raw(node.uid), rustix::fs::Gid::from_raw(node.gid));
+        rustix::fs::fchown(f, Some(uid), Some(gid)).map_err(|e| failed("setting owner", e.into()))?;
+    }
+    for x in &node.xattrs {
+        if let Err(e) = f.set_xattr(OsStr::from_bytes(&x.name), &x.value) {
+            eprintln!(
+                "cairn: warning: {}: extended attribute {} not set: {e}",
+                path.display(),
+                String::from_utf8_lossy(&x.name)
+            );
+        }
+    }
+    rustix::fs::fchmod(f, Mode::from_raw_mode(node.mode & 0o7777)).map_err(|e| failed("setting mode", e.into()))?;
+    let t = rustix::fs::Timespec { tv_sec: node.mtime.secs, tv_nsec: i64::from(node.mtime.nanos) };
+    let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
+    rustix::fs::futimens(f, &times).map_err(|e| failed("setting times", e.into()))
 }
 
 /// Removes a failed file and its hard links, so no partial content is left behind.
