@@ -91,13 +91,17 @@ impl StoreBackend {
     }
 }
 
+fn local_error(path: &str, e: std::io::Error) -> BackendError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => BackendError::NotFound(path.to_string()),
+        _ => BackendError::Permanent(format!("{path}: {e}")),
+    }
+}
+
 /// A positional read of a local file; a file shorter than the range is a short read.
 fn read_local_range(file: &std::path::Path, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(file).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => BackendError::NotFound(path.to_string()),
-        _ => BackendError::Permanent(format!("{path}: {e}")),
-    })?;
+    let f = std::fs::File::open(file).map_err(|e| local_error(path, e))?;
     let len = usize::try_from(range.end.saturating_sub(range.start))
         .map_err(|_| BackendError::Permanent(format!("{path}: range too large")))?;
     let mut buf = vec![0u8; len];
@@ -123,10 +127,7 @@ fn classify(e: object_store::Error, path: &str) -> BackendError {
 impl Backend for StoreBackend {
     fn get(&self, path: &str) -> Result<Bytes, BackendError> {
         if let Some(root) = &self.local_root {
-            return std::fs::read(root.join(path)).map(Bytes::from).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => BackendError::NotFound(path.to_string()),
-                _ => BackendError::Permanent(format!("{path}: {e}")),
-            });
+            return std::fs::read(root.join(path)).map(Bytes::from).map_err(|e| local_error(path, e));
         }
         let p = StorePath::from(path);
         self.runtime.block_on(async {

@@ -260,10 +260,7 @@ impl<'r, 'p> Archiver<'r, 'p> {
                 Entry::Dir(real, children) => {
                     let meta = std::fs::symlink_metadata(real)
                         .map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;
-                    let old_tree = match old.map(|n| &n.kind) {
-                        Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
-                        _ => None,
-                    };
+                    let old_tree = self.parent_subtree(old);
                     let children = self.save_level(children, opts, old_tree.as_ref())?;
                     let subtree = self.save_tree(children)?;
                     Some(walk::node_from_meta(name, &meta, NodeKind::Dir { subtree }))

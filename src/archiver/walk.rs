@@ -31,13 +31,21 @@ pub fn node_from_meta(name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
         uid: meta.uid(),
         gid: meta.gid(),
         size: if meta.is_file() { meta.size() } else { 0 },
-        mtime: Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 },
-        ctime: Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 },
+        mtime: mtime_of(meta),
+        ctime: ctime_of(meta),
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
         xattrs: Vec::new(),
     }
+}
+
+fn mtime_of(meta: &Metadata) -> Timestamp {
+    Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 }
+}
+
+fn ctime_of(meta: &Metadata) -> Timestamp {
+    Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 }
 }
 
 fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
@@ -126,10 +134,7 @@ impl Archiver<'_, '_> {
                 None => return Ok(None),
             }
         } else if ft.is_dir() {
-            let old_tree = match old.map(|n| &n.kind) {
-                Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
-                _ => None,
-            };
+            let old_tree = self.parent_subtree(old);
             NodeKind::Dir { subtree: self.save_dir(path, old_tree.as_ref(), depth + 1)? }
         } else if ft.is_symlink() {
             let target = std::fs::read_link(path).map_err(|e| unreadable(path, e))?;
@@ -144,6 +149,15 @@ impl Archiver<'_, '_> {
             NodeKind::Socket
         };
         Ok(Some(node))
+    }
+
+    /// The parent snapshot's tree for a directory entry, if it had one there. Only an
+    /// optimisation: a tree that cannot be loaded means every file below is read again.
+    pub(super) fn parent_subtree(&self, old: Option<&Node>) -> Option<Tree> {
+        match old.map(|n| &n.kind) {
+            Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+            _ => None,
+        }
     }
 
     /// A regular file's chunk list: the parent's if unchanged, else read and chunked.
@@ -180,8 +194,8 @@ impl Archiver<'_, '_> {
         let Some(old) = old else { return Ok(None) };
         let NodeKind::File { content } = &old.kind else { return Ok(None) };
         let same = old.size == meta.size()
-            && old.mtime == Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 }
-            && old.ctime == Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 }
+            && old.mtime == mtime_of(meta)
+            && old.ctime == ctime_of(meta)
             && old.inode == meta.ino();
         if !same {
             return Ok(None);
