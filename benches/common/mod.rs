@@ -6,19 +6,9 @@ pub fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-/// Deterministic incompressible bytes.
-pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+#[path = "../../tests/common/bytes.rs"]
+mod bytes;
+pub use bytes::random_bytes;
 
 /// Text-like bytes that compress about 3:1, like source files and SQL dumps.
 pub fn text_bytes(seed: u64, n: usize) -> Vec<u8> {

@@ -72,19 +72,9 @@ pub fn dir_size(p: &Path) -> u64 {
     total
 }
 
-/// Deterministic incompressible bytes.
-pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+mod bytes;
+#[allow(unused_imports)] // not every test file uses it
+pub use bytes::random_bytes;
 
 /// Asserts two trees are equal in every byte and attribute cairn keeps: type, content, mode,
 /// uid/gid, mtime (ns), symlink targets, xattrs, device numbers, and hard-link structure.
