@@ -56,10 +56,10 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct InitArgs {
-    /// Argon2id memory in KiB for the password key (default 65536)
+    /// Argon2id memory in KiB for the password key (default 47104)
     #[arg(long, default_value_t = KdfParams::DEFAULT.m_cost, hide = true)]
     kdf_memory: u32,
-    /// Argon2id passes (default 3)
+    /// Argon2id passes (default 2)
     #[arg(long, default_value_t = KdfParams::DEFAULT.t_cost, hide = true)]
     kdf_passes: u32,
     /// Average chunk size for file trees, e.g. 1M (min is a quarter, max four times it)
