@@ -1,6 +1,8 @@
 //! Deduplication: every distinct chunk is stored once across snapshots, and content-defined
 //! chunking keeps an insert in the middle of a large file to a few new chunks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 
@@ -42,4 +44,45 @@ fn an_insert_in_a_large_file_adds_a_few_chunks() {
     let added = env.repo_size() - first;
     // Chunks average 1 MiB and are at most 4 MiB: a couple of chunks plus trees and metadata.
     assert!(added < 10 << 20, "insert added {added} bytes");
+}
+
+/// The number of blobs a backup's summary line says it added.
+fn blobs_added(out: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "blobs,").expect("summary names the blobs added");
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn backup_can_cut_one_run_differently_and_restore_needs_no_settings() {
+    let env = Env::init();
+    let data = random_bytes(11, 4 << 20);
+    let file = env.path("dump.sql");
+    std::fs::write(&file, &data).unwrap();
+    let backup = |extra: &[&str], tag: &str| {
+        let out = env
+            .cairn()
+            .args(["backup", "--tag", tag, "--stdin-filename", "db.sql", "-"])
+            .args(extra)
+            .pipe_stdin(&file)
+            .unwrap()
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_text(&out));
+        blobs_added(&out)
+    };
+    // 4 MiB of fresh data: about a thousand 4 KiB chunks by default, a few dozen at 256 KiB.
+    let coarse = backup(&["--stream-chunk-size", "256K", "--compression-level", "5"], "coarse");
+    assert!((5..=64).contains(&coarse), "256K chunks: {coarse} blobs");
+    let fine = backup(&[], "fine");
+    assert!(fine > 400, "default chunks: {fine} blobs");
+    for tag in ["coarse", "fine"] {
+        let out = env.cairn().args(["dump", "latest", "--tag", tag, "db.sql"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_text(&out));
+        assert!(out.stdout == data, "dump of {tag} differs");
+    }
+    // A setting out of range is a usage error before anything is read or written.
+    env.cairn().args(["backup", "--stream-chunk-size", "7", "-"]).assert().code(2);
+    env.cairn().args(["backup", "--compression-level", "30", "-"]).assert().code(2);
 }

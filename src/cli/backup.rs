@@ -33,6 +33,8 @@ pub(crate) struct BackupArgs {
     /// Read every file, trusting no parent snapshot
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    write: super::WriteSettings,
     /// The command to run for --stdin-from-command
     #[arg(last = true)]
     command: Vec<OsString>,
@@ -59,7 +61,13 @@ pub(crate) fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     if paths.is_empty() && inputs.is_empty() {
         return Err(Error::Usage("nothing to back up: give paths, `-`, or --stdin-from-command".into()));
     }
-    let repo = g.open()?;
+    a.write.apply(crate::repo::config::RepoConfig::new())?; // a typo fails before the password prompt
+    let mut repo = g.open()?;
+    if !a.write.is_empty() {
+        // Differently cut chunks do not deduplicate against the old ones: worth it only on purpose.
+        let settings = a.write.apply(repo.config().clone())?;
+        repo.override_write_settings(&settings);
+    }
     let _lock = repo.lock(false)?;
     let host = a.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut opts =

@@ -62,10 +62,18 @@ struct InitArgs {
     /// Argon2id passes (default 2)
     #[arg(long, default_value_t = KdfParams::DEFAULT.t_cost, hide = true)]
     kdf_passes: u32,
+    #[command(flatten)]
+    write: WriteSettings,
+}
+
+/// How new data is cut, packed and compressed: set by `init` (stored in the config) and
+/// overridable by `backup` for one run. Readers never need them.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct WriteSettings {
     /// Average chunk size for file trees, e.g. 1M (min is a quarter, max four times it)
     #[arg(long, value_parser = parse_size)]
     file_chunk_size: Option<u32>,
-    /// Average chunk size for streamed inputs (dumps), e.g. 64K
+    /// Average chunk size for streamed inputs (dumps), e.g. 4K
     #[arg(long, value_parser = parse_size)]
     stream_chunk_size: Option<u32>,
     /// Target pack size, e.g. 16M
@@ -74,6 +82,29 @@ struct InitArgs {
     /// zstd level 1-19 (higher: smaller and slower)
     #[arg(long)]
     compression_level: Option<i32>,
+}
+
+impl WriteSettings {
+    /// `config` with the settings given on the command line, checked as a stored config is.
+    pub(crate) fn apply(&self, mut config: RepoConfig) -> Result<RepoConfig> {
+        if let Some(avg) = self.file_chunk_size {
+            config.chunker_files = ChunkerParams::around(avg);
+        }
+        if let Some(avg) = self.stream_chunk_size {
+            config.chunker_streams = ChunkerParams::around(avg);
+        }
+        config.pack_size = self.pack_size.unwrap_or(config.pack_size);
+        config.zstd_level = self.compression_level.unwrap_or(config.zstd_level);
+        config.validate().map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(config)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.file_chunk_size.is_none()
+            && self.stream_chunk_size.is_none()
+            && self.pack_size.is_none()
+            && self.compression_level.is_none()
+    }
 }
 
 /// `64K`, `1M`, `1048576`: a size in bytes (binary units).
@@ -193,20 +224,12 @@ fn init(g: &Global, a: &InitArgs) -> Result<()> {
     if PathBuf::from(&loc).join("config").exists() {
         return Err(Error::RepositoryExists { location: loc });
     }
+    // Settings are checked before the password prompt, so a typo costs no typing.
+    let config = a.write.apply(RepoConfig::new())?;
     let pw = g.password(true)?;
     if pw.is_empty() {
         return Err(Error::Usage("an empty password protects nothing; choose one".into()));
     }
-    let mut config = RepoConfig::new();
-    if let Some(avg) = a.file_chunk_size {
-        config.chunker_files = ChunkerParams::around(avg);
-    }
-    if let Some(avg) = a.stream_chunk_size {
-        config.chunker_streams = ChunkerParams::around(avg);
-    }
-    config.pack_size = a.pack_size.unwrap_or(config.pack_size);
-    config.zstd_level = a.compression_level.unwrap_or(config.zstd_level);
-    config.validate().map_err(|e| Error::Usage(format!("init: {e}")))?;
     let repo = Repository::init(g.backend(true)?, &loc, pw.as_bytes(), kdf, config)?;
     g.say(format!("created cairn repository {} at {loc}", repo.config().id.short()));
     g.say("keep the password safe: without it the data cannot be read by anyone, you included");

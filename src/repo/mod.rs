@@ -156,6 +156,15 @@ impl Repository {
         &self.config
     }
 
+    /// Writes this process's new data with `settings`' chunk sizes, pack size and zstd level
+    /// instead of the stored ones (the stored config is untouched). Readers never need these.
+    pub fn override_write_settings(&mut self, settings: &RepoConfig) {
+        self.config.chunker_files = settings.chunker_files;
+        self.config.chunker_streams = settings.chunker_streams;
+        self.config.pack_size = settings.pack_size;
+        self.config.zstd_level = settings.zstd_level;
+    }
+
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
