@@ -1,13 +1,16 @@
 //! The archiver: turns sources (folders, files) and streamed inputs into one snapshot.
 //!
 //! Sources are stored under their absolute paths (intermediate folders keep their real
-//! metadata); streamed inputs appear as files in the snapshot's root. The walker thread reads,
-//! chunks, hashes and deduplicates (against the index and against blobs already queued in this
-//! run), then hands new blobs to the pipeline (`pipeline.rs`). Trees are built bottom-up. After
+//! metadata); streamed inputs appear as files in the snapshot's root. The walker thread lists
+//! and stats; reader threads (`read.rs`) read, chunk, hash and deduplicate changed files
+//! (against the index and against blobs already queued in this run) and hand new blobs to the
+//! pipeline (`pipeline.rs`). The walker takes their outcomes in tree order and builds trees
+//! bottom-up. A stream is read and chunked by the walker and hashed by the readers. After
 //! the walk the pipeline is finished (last pack, last index object) and only then is the
 //! snapshot written: a failed input means an error and no snapshot.
 
 pub mod pipeline;
+mod read;
 pub mod stream;
 pub mod walk;
 
@@ -15,13 +18,13 @@ use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
-use crate::index::BlobIndex;
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, Tree};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use pipeline::{Budget, Pipeline};
-use std::collections::{BTreeMap, HashSet};
+use pipeline::{BATCH_BYTES, Budget, Pipeline, Submitter};
+use read::{Failure, Readers};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use stream::StreamInput;
@@ -40,9 +43,9 @@ pub struct BackupOptions {
 
 pub struct Archiver<'r, 'p> {
     repo: &'r Repository,
-    pipe: &'p Pipeline<'p>,
-    queued: HashSet<(BlobType, BlobId)>,
-    file_chunker: Chunker,
+    sub: Submitter<'p>,
+    readers: &'p Readers<'p>,
+    budget: Budget,
     stream_chunker: Chunker,
     exclude_names: GlobSet,
     exclude_paths: GlobSet,
@@ -65,13 +68,17 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Sn
         Some((_, tree)) => Some(repo.load_tree(tree)?),
         None => None,
     };
+    let budget = Budget::for_machine();
     let (walked, stored) = std::thread::scope(|scope| {
-        let pipe = Pipeline::start(scope, repo, Budget::for_machine());
-        let walked = {
-            let mut a = Archiver::new(repo, &pipe, &opts.excludes)?;
+        let pipe = Pipeline::start(scope, repo, budget);
+        let walked = pipe.submitter().and_then(|sub| {
+            let chunker = Chunker::new(repo.config().chunker_files, repo.key().chunker_seed());
+            let readers = Readers::start(scope, &sub, chunker, budget);
+            let mut a = Archiver::new(repo, sub, &readers, budget, &opts.excludes)?;
             a.save_root(&root, opts, parent_tree.as_ref()).map(|tree| (tree, a.summary, a.warnings))
-        };
+        });
         // Finish even after a failed walk, so stored packs get indexed and reused next time.
+        // The readers and every submitter are gone by now, so the pipeline can drain.
         let stored = pipe.finish();
         Ok::<_, Error>((walked, stored))
     })?;
@@ -156,7 +163,13 @@ fn plan_root(opts: &BackupOptions) -> Result<BTreeMap<Vec<u8>, Entry>> {
 }
 
 impl<'r, 'p> Archiver<'r, 'p> {
-    fn new(repo: &'r Repository, pipe: &'p Pipeline<'p>, excludes: &[String]) -> Result<Self> {
+    fn new(
+        repo: &'r Repository,
+        sub: Submitter<'p>,
+        readers: &'p Readers<'p>,
+        budget: Budget,
+        excludes: &[String],
+    ) -> Result<Self> {
         let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for pat in excludes {
             let glob = GlobBuilder::new(pat)
@@ -173,9 +186,9 @@ impl<'r, 'p> Archiver<'r, 'p> {
         let seed = repo.key().chunker_seed();
         Ok(Archiver {
             repo,
-            pipe,
-            queued: HashSet::new(),
-            file_chunker: Chunker::new(repo.config().chunker_files, seed),
+            sub,
+            readers,
+            budget,
             stream_chunker: Chunker::new(repo.config().chunker_streams, seed),
             exclude_names: build(names)?,
             exclude_paths: build(paths)?,
@@ -193,45 +206,40 @@ impl<'r, 'p> Archiver<'r, 'p> {
         self.warnings.push(msg);
     }
 
-    /// Queues a blob unless the index or this run already has it.
-    fn store(&mut self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
-        self.summary.bytes_read += if kind == BlobType::Data { data.len() as u64 } else { 0 };
-        if self.queued.contains(&(kind, id)) || self.repo.index()?.lookup(kind, &id)?.is_some() {
-            return Ok(());
-        }
-        self.queued.insert((kind, id));
-        self.pipe.submit(kind, id, data)
+    /// Queues a tree blob unless the index or this run already has it.
+    fn store_tree(&mut self, id: BlobId, data: Vec<u8>) -> Result<()> {
+        self.sub.store(BlobType::Tree, id, data)
     }
 
-    /// Chunks, hashes and stores one input; returns its chunk list and length.
-    fn save_stream(
-        &mut self,
-        input: impl std::io::Read,
-        size_hint: Option<u64>,
-        chunker: Chunker,
-        label: &Path,
-    ) -> Result<(Vec<BlobId>, u64)> {
-        /// A failed read is the input's fault; a failed store is the repository's.
-        enum Failure {
-            Read(std::io::Error),
-            Store(Error),
-        }
-        impl From<std::io::Error> for Failure {
-            fn from(e: std::io::Error) -> Self {
-                Failure::Read(e)
-            }
-        }
+    /// Reads and chunks a stream here, and has the readers hash and store its chunks about
+    /// [`BATCH_BYTES`] at a time; takes their ids back in order. Returns the chunk list and length.
+    fn save_stream(&mut self, input: impl std::io::Read, label: &Path) -> Result<(Vec<BlobId>, u64)> {
+        let (readers, limit) = (self.readers, self.budget.files_in_flight.max(1));
         let mut content = Vec::new();
-        let size = chunker
-            .chunk::<_, Failure>(input, size_hint, |chunk| {
-                let id = self.repo.key().blob_id(&chunk);
-                content.push(id);
-                self.store(BlobType::Data, id, chunk).map_err(Failure::Store)
+        let mut in_flight: VecDeque<read::Pending<Result<Vec<BlobId>>>> = VecDeque::new();
+        let (mut chunks, mut bytes) = (Vec::new(), 0);
+        let size = self
+            .stream_chunker
+            .chunk::<_, Failure>(input, None, |chunk| {
+                bytes += chunk.len();
+                chunks.push(chunk);
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    if in_flight.len() >= limit
+                        && let Some(p) = in_flight.pop_front()
+                    {
+                        content.extend(p.wait().map_err(Failure::Store)?);
+                    }
+                    in_flight.push_back(readers.hash_chunks(std::mem::take(&mut chunks)).map_err(Failure::Store)?);
+                }
+                Ok(())
             })
-            .map_err(|e| match e {
-                Failure::Read(source) => Error::InputUnreadable { path: label.to_path_buf(), source },
-                Failure::Store(e) => e,
-            })?;
+            .map_err(|e| e.into_error(label))?;
+        in_flight.push_back(readers.hash_chunks(chunks)?);
+        for p in in_flight {
+            content.extend(p.wait()?);
+        }
+        self.summary.bytes_read += size;
         Ok((content, size))
     }
 
@@ -256,7 +264,10 @@ impl<'r, 'p> Archiver<'r, 'p> {
             let old = parent.and_then(|t| t.find(name));
             let node = match entry {
                 Entry::Input(i) => Some(self.save_input(&opts.inputs[*i])?),
-                Entry::Source(path) => self.save_entry(path, name, old, 0)?,
+                Entry::Source(path) => match self.save_entry(path.clone(), name, old, 0)? {
+                    Some(slot) => self.finish_slot(slot)?,
+                    None => None,
+                },
                 Entry::Dir(real, children) => {
                     let meta = std::fs::symlink_metadata(real)
                         .map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;

@@ -7,6 +7,7 @@
 //! a consistent state of a live tree); any other read error aborts the backup.
 
 use super::Archiver;
+use super::read::{FileOutcome, Pending};
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::index::BlobIndex;
@@ -14,7 +15,7 @@ use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::tree::MAX_DEPTH;
 
@@ -67,6 +68,12 @@ fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
     Ok(out)
 }
 
+/// A directory entry: its node, or a node that waits for a reader to store the file's content.
+pub(super) enum Slot {
+    Ready(Node),
+    Reading { node: Node, pending: Pending<FileOutcome>, path: PathBuf, changed: bool },
+}
+
 impl Archiver<'_, '_> {
     /// Backs up the directory at `path` and returns its tree's id.
     pub(super) fn save_dir(&mut self, path: &Path, parent: Option<&Tree>, depth: usize) -> Result<crate::id::BlobId> {
@@ -80,18 +87,49 @@ impl Archiver<'_, '_> {
         }
         names.sort();
         self.summary.dirs += 1;
-        let mut nodes = Vec::with_capacity(names.len());
+        let mut slots = Vec::with_capacity(names.len());
         for name in names {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
             if self.excluded(&child) {
                 continue;
             }
             let old = parent.and_then(|t| t.find(&name));
-            if let Some(node) = self.save_entry(&child, &name, old, depth)? {
-                nodes.push(node);
-            }
+            slots.extend(self.save_entry(child, &name, old, depth)?);
+        }
+        // Files are read while the walk goes on (into subfolders too); their outcomes are
+        // taken in name order, the first failure failing the backup.
+        let mut nodes = Vec::with_capacity(slots.len());
+        for slot in slots {
+            nodes.extend(self.finish_slot(slot)?);
         }
         self.save_tree(nodes)
+    }
+
+    /// The node of an entry once its file (if any) is stored; `None` if the file vanished.
+    pub(super) fn finish_slot(&mut self, slot: Slot) -> Result<Option<Node>> {
+        let (mut node, pending, path, changed) = match slot {
+            Slot::Ready(node) => return Ok(Some(node)),
+            Slot::Reading { node, pending, path, changed } => (node, pending, path, changed),
+        };
+        match pending.wait() {
+            FileOutcome::Stored { content, size } => {
+                node.size = size;
+                node.kind = NodeKind::File { content };
+                if changed {
+                    self.summary.files_changed += 1
+                } else {
+                    self.summary.files_new += 1
+                }
+                self.summary.bytes_total += size;
+                self.summary.bytes_read += size;
+                Ok(Some(node))
+            }
+            FileOutcome::Vanished => {
+                self.warn(format!("{} vanished during the backup; left out", path.display()));
+                Ok(None)
+            }
+            FileOutcome::Failed(e) => Err(e),
+        }
     }
 
     /// Encodes a directory's nodes as a tree blob and queues it if new.
@@ -102,18 +140,20 @@ impl Archiver<'_, '_> {
             return Err(Error::Usage("a directory has too many entries for one tree blob".into()));
         }
         let id = self.repo.key().blob_id(&bytes);
-        self.store(BlobType::Tree, id, bytes)?;
+        self.store_tree(id, bytes)?;
         Ok(id)
     }
 
-    /// One entry: `None` if it vanished since its directory was listed.
+    /// One entry: `None` if it vanished since its directory was listed. A changed file is
+    /// handed to the readers and comes back as `Slot::Reading`.
     pub(super) fn save_entry(
         &mut self,
-        path: &Path,
+        path: PathBuf,
         name: &[u8],
         old: Option<&Node>,
         depth: usize,
-    ) -> Result<Option<Node>> {
+    ) -> Result<Option<Slot>> {
+        let path = path.as_path();
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -126,12 +166,13 @@ impl Archiver<'_, '_> {
         let mut node = node_from_meta(name, &meta, NodeKind::Fifo);
         node.xattrs = if ft.is_symlink() { Vec::new() } else { read_xattrs(path)? };
         node.kind = if ft.is_file() {
-            match self.save_file(path, &meta, old)? {
-                Some((content, size)) => {
-                    node.size = size;
-                    NodeKind::File { content }
-                }
-                None => return Ok(None),
+            if let Some(content) = self.unchanged(&meta, old)? {
+                self.summary.files_unchanged += 1;
+                self.summary.bytes_total += meta.size();
+                NodeKind::File { content }
+            } else {
+                let pending = self.readers.read_file(path.to_path_buf(), meta.size())?;
+                return Ok(Some(Slot::Reading { node, pending, path: path.to_path_buf(), changed: old.is_some() }));
             }
         } else if ft.is_dir() {
             let old_tree = self.parent_subtree(old);
@@ -148,7 +189,7 @@ impl Archiver<'_, '_> {
         } else {
             NodeKind::Socket
         };
-        Ok(Some(node))
+        Ok(Some(Slot::Ready(node)))
     }
 
     /// The parent snapshot's tree for a directory entry, if it had one there. Only an
@@ -158,36 +199,6 @@ impl Archiver<'_, '_> {
             Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
             _ => None,
         }
-    }
-
-    /// A regular file's chunk list: the parent's if unchanged, else read and chunked.
-    fn save_file(
-        &mut self,
-        path: &Path,
-        meta: &Metadata,
-        old: Option<&Node>,
-    ) -> Result<Option<(Vec<crate::id::BlobId>, u64)>> {
-        if let Some(content) = self.unchanged(meta, old)? {
-            self.summary.files_unchanged += 1;
-            self.summary.bytes_total += meta.size();
-            return Ok(Some((content, meta.size())));
-        }
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.warn(format!("{} vanished during the backup; left out", path.display()));
-                return Ok(None);
-            }
-            Err(e) => return Err(unreadable(path, e)),
-        };
-        let (content, size) = self.save_stream(file, Some(meta.size()), self.file_chunker, path)?;
-        if old.is_some() {
-            self.summary.files_changed += 1
-        } else {
-            self.summary.files_new += 1
-        }
-        self.summary.bytes_total += size;
-        Ok(Some((content, size)))
     }
 
     fn unchanged(&self, meta: &Metadata, old: Option<&Node>) -> Result<Option<Vec<crate::id::BlobId>>> {
