@@ -11,6 +11,7 @@
 
 pub mod pipeline;
 mod read;
+mod scan;
 pub mod stream;
 pub mod walk;
 
@@ -21,7 +22,6 @@ use crate::id::{BlobId, SnapshotId};
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, Tree};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use pipeline::{BATCH_BYTES, Budget, Pipeline, Submitter};
 use read::{Failure, Readers};
 use std::collections::{BTreeMap, VecDeque};
@@ -47,8 +47,6 @@ pub struct Archiver<'r, 'p> {
     readers: &'p Readers<'p>,
     budget: Budget,
     stream_chunker: Chunker,
-    exclude_names: GlobSet,
-    exclude_paths: GlobSet,
     summary: Summary,
     warnings: Vec<String>,
 }
@@ -69,12 +67,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Sn
         None => None,
     };
     let budget = Budget::for_machine();
+    let excludes = scan::Excludes::new(&opts.excludes)?;
     let (walked, stored) = std::thread::scope(|scope| {
         let pipe = Pipeline::start(scope, repo, budget);
         let walked = pipe.submitter().and_then(|sub| {
-            let chunker = Chunker::new(repo.config().chunker_files, repo.key().chunker_seed());
-            let readers = Readers::start(scope, &sub, chunker, budget);
-            let mut a = Archiver::new(repo, sub, &readers, budget, &opts.excludes)?;
+            let readers = Readers::start(scope, repo, &excludes, &sub, budget);
+            let mut a = Archiver::new(repo, sub, &readers, budget);
             a.save_root(&root, opts, parent_tree.as_ref()).map(|tree| (tree, a.summary, a.warnings))
         });
         // Finish even after a failed walk, so stored packs get indexed and reused next time.
@@ -163,42 +161,16 @@ fn plan_root(opts: &BackupOptions) -> Result<BTreeMap<Vec<u8>, Entry>> {
 }
 
 impl<'r, 'p> Archiver<'r, 'p> {
-    fn new(
-        repo: &'r Repository,
-        sub: Submitter<'p>,
-        readers: &'p Readers<'p>,
-        budget: Budget,
-        excludes: &[String],
-    ) -> Result<Self> {
-        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        for pat in excludes {
-            let glob = GlobBuilder::new(pat)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::Usage(format!("--exclude {pat}: {e}")))?;
-            if pat.contains('/') {
-                paths.add(glob)
-            } else {
-                names.add(glob)
-            };
-        }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")));
-        let seed = repo.key().chunker_seed();
-        Ok(Archiver {
+    fn new(repo: &'r Repository, sub: Submitter<'p>, readers: &'p Readers<'p>, budget: Budget) -> Self {
+        Archiver {
             repo,
             sub,
             readers,
             budget,
-            stream_chunker: Chunker::new(repo.config().chunker_streams, seed),
-            exclude_names: build(names)?,
-            exclude_paths: build(paths)?,
+            stream_chunker: Chunker::new(repo.config().chunker_streams, repo.key().chunker_seed()),
             summary: Summary::default(),
             warnings: Vec::new(),
-        })
-    }
-
-    fn excluded(&self, path: &Path) -> bool {
-        self.exclude_paths.is_match(path) || path.file_name().is_some_and(|n| self.exclude_names.is_match(n))
+        }
     }
 
     fn warn(&mut self, msg: String) {
@@ -264,14 +236,19 @@ impl<'r, 'p> Archiver<'r, 'p> {
             let old = parent.and_then(|t| t.find(name));
             let node = match entry {
                 Entry::Input(i) => Some(self.save_input(&opts.inputs[*i])?),
-                Entry::Source(path) => match self.save_entry(path.clone(), name, old, 0)? {
+                Entry::Source(path) => match self.save_entry(path.clone(), name, old)? {
                     Some(slot) => self.finish_slot(slot)?,
                     None => None,
                 },
                 Entry::Dir(real, children) => {
                     let meta = std::fs::symlink_metadata(real)
                         .map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;
-                    let old_tree = self.parent_subtree(old);
+                    // Only an optimisation: a tree that cannot be loaded means every file below
+                    // is read again.
+                    let old_tree = match old.map(|n| &n.kind) {
+                        Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+                        _ => None,
+                    };
                     let children = self.save_level(children, opts, old_tree.as_ref())?;
                     let subtree = self.save_tree(children)?;
                     Some(walk::node_from_meta(name, &meta, NodeKind::Dir { subtree }))
@@ -350,5 +327,75 @@ mod tests {
         let (_, second, _) = backup(&t.repo, &o).unwrap();
         // Only trees may be new (the temporary folder's parents change as other tests run).
         assert_eq!((second.summary.files_unchanged, second.summary.bytes_read), (3, 0));
+    }
+
+    /// Folders, small (read while scanning) and large (read by a reader task, streamed past
+    /// the largest chunk) files, an excluded file.
+    fn tree_source() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["a", "a/b", "a/b/c", "d", "e"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let data = |n: usize, salt: u64| -> Vec<u8> {
+            (0..n as u64).map(|j| ((j * 7919 + salt * 104_729) % 251) as u8 ^ (j >> 11) as u8).collect()
+        };
+        let files = [("a/x", 10), ("a/b/y", 300_000), ("a/b/c/z", 5_000_000), ("d/w", 0), ("e/v", 100), ("top", 1)];
+        for (i, (name, len)) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(name), data(*len, i as u64)).unwrap();
+        }
+        std::fs::write(dir.path().join("d/skip.tmp"), b"excluded").unwrap();
+        dir
+    }
+
+    fn file_content(repo: &Repository, tree: &BlobId, path: &[&str]) -> Vec<u8> {
+        let (last, dirs) = path.split_last().unwrap();
+        let mut t = repo.load_tree(tree).unwrap();
+        for d in dirs {
+            let NodeKind::Dir { subtree } = &t.find(d.as_bytes()).unwrap().kind else { panic!("not a dir") };
+            t = repo.load_tree(subtree).unwrap();
+        }
+        let NodeKind::File { content } = &t.find(last.as_bytes()).unwrap().kind else { panic!("not a file") };
+        content.iter().flat_map(|id| repo.read_blob(BlobType::Data, id).unwrap()).collect()
+    }
+
+    /// Trees do not depend on which reader finished first, unchanged files are recognised
+    /// through scanned folders, and a changed file is read again.
+    #[test]
+    fn parallel_walk_is_deterministic_and_detects_changes() {
+        let t = crate::repo::testing::memory_repo();
+        let src = tree_source();
+        let o = BackupOptions { excludes: vec!["*.tmp".into()], ..opts(src.path()) };
+        let (id, first, _) = backup(&t.repo, &o).unwrap();
+        assert_eq!((first.summary.files_new, first.summary.dirs), (6, 6));
+        let (_, again, _) = backup(&t.repo, &o).unwrap();
+        assert_eq!(again.tree, first.tree);
+        let root: Vec<&str> = src.path().iter().skip(1).map(|c| c.to_str().unwrap()).collect();
+        let path = |rel: &[&'static str]| -> Vec<&str> { root.iter().copied().chain(rel.iter().copied()).collect() };
+        assert_eq!(file_content(&t.repo, &first.tree, &path(&["a", "b", "c", "z"])).len(), 5_000_000);
+        assert_eq!(
+            file_content(&t.repo, &first.tree, &path(&["a", "x"])),
+            std::fs::read(src.path().join("a/x")).unwrap()
+        );
+        let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o.clone() };
+        let (_, same, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!((same.summary.files_unchanged, same.summary.bytes_read, same.tree), (6, 0, first.tree));
+        std::fs::write(src.path().join("a/b/y"), b"changed").unwrap();
+        let (_, changed, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!((changed.summary.files_changed, changed.summary.files_unchanged), (1, 5));
+        assert_eq!(file_content(&t.repo, &changed.tree, &path(&["a", "b", "y"])), b"changed");
+    }
+
+    /// A stream hashed in batches by the readers keeps its chunks in order.
+    #[test]
+    fn streamed_input_keeps_chunk_order() {
+        let t = crate::repo::testing::memory_repo();
+        let input = StreamInput {
+            name: "seq.txt".into(),
+            source: stream::StreamSource::Command(vec!["seq".into(), "1".into(), "400000".into()]),
+        };
+        let o = BackupOptions { inputs: vec![input], host: "h".into(), ..Default::default() };
+        let (_, snap, _) = backup(&t.repo, &o).unwrap();
+        let expected = std::process::Command::new("seq").args(["1", "400000"]).output().unwrap().stdout;
+        assert_eq!(file_content(&t.repo, &snap.tree, &["seq.txt"]), expected);
     }
 }

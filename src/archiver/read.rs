@@ -12,10 +12,12 @@
 //! are then only unreferenced blobs, never part of a snapshot.
 
 use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter};
+use super::scan::{Excludes, Scan, scan_dir};
 use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
+use crate::repo::Repository;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,20 +38,32 @@ pub(super) enum FileOutcome {
 enum Task {
     File { path: PathBuf, size: u64, reply: Sender<FileOutcome> },
     Chunks { chunks: Vec<Vec<u8>>, reply: Sender<Result<Vec<BlobId>>> },
+    Scan { path: PathBuf, old: Option<BlobId>, reply: Sender<Result<Scan>> },
 }
 
 /// The outcome of a task handed to the readers; `wait` blocks until it is there.
 pub(super) struct Pending<T>(Receiver<T>);
 
-impl Pending<FileOutcome> {
-    pub(super) fn wait(self) -> FileOutcome {
-        self.0.recv().unwrap_or_else(|_| FileOutcome::Failed(stopped()))
+/// An outcome that can say "the reader stopped before answering".
+pub(super) trait Outcome {
+    fn stopped() -> Self;
+}
+
+impl Outcome for FileOutcome {
+    fn stopped() -> Self {
+        FileOutcome::Failed(stopped())
     }
 }
 
-impl Pending<Result<Vec<BlobId>>> {
-    pub(super) fn wait(self) -> Result<Vec<BlobId>> {
-        self.0.recv().unwrap_or_else(|_| Err(stopped()))
+impl<T> Outcome for Result<T> {
+    fn stopped() -> Self {
+        Err(stopped())
+    }
+}
+
+impl<T: Outcome> Pending<T> {
+    pub(super) fn wait(self) -> T {
+        self.0.recv().unwrap_or_else(|_| T::stopped())
     }
 }
 
@@ -86,20 +100,23 @@ pub(super) struct Readers<'scope> {
 }
 
 impl<'scope> Readers<'scope> {
-    pub(super) fn start(
-        scope: &'scope Scope<'scope, '_>,
+    pub(super) fn start<'env: 'scope>(
+        scope: &'scope Scope<'scope, 'env>,
+        repo: &'env Repository,
+        excludes: &'env Excludes,
         sub: &Submitter<'scope>,
-        chunker: Chunker,
         budget: Budget,
     ) -> Self {
         let (tx, rx) = bounded::<Task>(budget.files_in_flight.max(1));
         let cancel = Arc::new(AtomicBool::new(false));
+        let chunker = Chunker::new(repo.config().chunker_files, repo.key().chunker_seed());
         let handles = (0..budget.readers.max(1))
             .map(|_| {
                 let (rx, sub, cancel) = (rx.clone(), sub.clone(), cancel.clone());
+                let ctx = Context { repo, excludes, chunker };
                 scope.spawn(move || {
                     for task in rx {
-                        run(task, &sub, chunker, &cancel);
+                        ctx.run(task, &sub, &cancel);
                     }
                 })
             })
@@ -118,6 +135,13 @@ impl<'scope> Readers<'scope> {
     pub(super) fn read_file(&self, path: PathBuf, size: u64) -> Result<Pending<FileOutcome>> {
         let (reply, rx) = bounded(1);
         self.send(Task::File { path, size, reply })?;
+        Ok(Pending(rx))
+    }
+
+    /// Has the readers list and stat a directory; `old` is the parent snapshot's tree for it.
+    pub(super) fn scan(&self, path: PathBuf, old: Option<BlobId>) -> Result<Pending<Result<Scan>>> {
+        let (reply, rx) = bounded(1);
+        self.send(Task::Scan { path, old, reply })?;
         Ok(Pending(rx))
     }
 
@@ -141,14 +165,43 @@ impl Drop for Readers<'_> {
     }
 }
 
-fn run(task: Task, sub: &Submitter<'_>, chunker: Chunker, cancel: &AtomicBool) {
-    // A walker that stopped waiting has dropped the receiver: the send failing is expected.
-    match task {
-        Task::File { path, size, reply } => {
-            let _ = reply.send(read_file(&path, size, sub, chunker, cancel));
-        }
-        Task::Chunks { chunks, reply } => {
-            let _ = reply.send(store_chunks(chunks, sub));
+/// What every reader thread shares.
+#[derive(Clone, Copy)]
+struct Context<'env> {
+    repo: &'env Repository,
+    excludes: &'env Excludes,
+    chunker: Chunker,
+}
+
+impl Context<'_> {
+    fn run(&self, task: Task, sub: &Submitter<'_>, cancel: &AtomicBool) {
+        // A walker that stopped waiting has dropped the receiver: the send failing is expected.
+        match task {
+            Task::File { path, size, reply } => {
+                let mut batch = Batch::default();
+                let outcome = match read_file(&path, size, sub, self.chunker, cancel, &mut batch) {
+                    FileOutcome::Stored { content, size } => match batch.flush(sub) {
+                        Ok(()) => FileOutcome::Stored { content, size },
+                        Err(e) => FileOutcome::Failed(e),
+                    },
+                    other => other,
+                };
+                let _ = reply.send(outcome);
+            }
+            Task::Chunks { chunks, reply } => {
+                let _ = reply.send(store_chunks(chunks, sub));
+            }
+            Task::Scan { path, old, reply } => {
+                let mut batch = Batch::default();
+                // Single-chunk files are read right here: handing each to its own task would
+                // cost more in thread hand-overs than reading it.
+                let limit = u64::from(self.chunker.params.min);
+                let mut small = |path: &Path, size: u64| {
+                    (size <= limit).then(|| read_file(path, size, sub, self.chunker, cancel, &mut batch))
+                };
+                let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), &mut small);
+                let _ = reply.send(scan.and_then(|scan| batch.flush(sub).map(|()| scan)));
+            }
         }
     }
 }
@@ -180,13 +233,21 @@ impl Batch {
     }
 }
 
-fn read_file(path: &Path, size: u64, sub: &Submitter<'_>, chunker: Chunker, cancel: &AtomicBool) -> FileOutcome {
+/// Reads, chunks and stores one file; its new blobs go into `batch`, which the caller flushes.
+pub(super) fn read_file(
+    path: &Path,
+    size: u64,
+    sub: &Submitter<'_>,
+    chunker: Chunker,
+    cancel: &AtomicBool,
+    batch: &mut Batch,
+) -> FileOutcome {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileOutcome::Vanished,
         Err(source) => return FileOutcome::Failed(Error::InputUnreadable { path: path.to_path_buf(), source }),
     };
-    let (mut content, mut batch) = (Vec::new(), Batch::default());
+    let mut content = Vec::new();
     let read = chunker.chunk::<_, Failure>(file, Some(size), |chunk| {
         if cancel.load(Ordering::Relaxed) {
             return Err(Failure::Store(Error::Usage("internal: backup cancelled".into())));
@@ -194,9 +255,9 @@ fn read_file(path: &Path, size: u64, sub: &Submitter<'_>, chunker: Chunker, canc
         content.push(batch.add(sub, chunk).map_err(Failure::Store)?);
         Ok(())
     });
-    match read.map_err(|e| e.into_error(path)).and_then(|size| batch.flush(sub).map(|()| size)) {
+    match read {
         Ok(size) => FileOutcome::Stored { content, size },
-        Err(e) => FileOutcome::Failed(e),
+        Err(e) => FileOutcome::Failed(e.into_error(path)),
     }
 }
 

@@ -1,0 +1,205 @@
+//! Scanning one directory on a reader thread: list it, stat every entry, read xattrs and
+//! symlink targets, and decide which regular files are unchanged since the parent snapshot.
+//!
+//! The walker asks for the scans of a directory's subfolders ahead of descending into them, so
+//! the stat-heavy part of a backup of a mostly unchanged tree runs on several threads while the
+//! walker consumes the scans in tree order. A file is unchanged when its size, mtime, ctime and
+//! inode equal those of the parent snapshot's node and all its blobs are still in the index;
+//! its xattrs are then the parent's too (setting an xattr moves ctime), so they are not read.
+
+use super::read::FileOutcome;
+use super::walk::{ctime_of, mtime_of, node_from_meta};
+use crate::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::index::BlobIndex;
+use crate::repo::Repository;
+use crate::tree::{Node, NodeKind, Tree, Xattr};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+pub(super) fn unreadable(path: &Path, source: std::io::Error) -> Error {
+    Error::InputUnreadable { path: path.to_path_buf(), source }
+}
+
+/// `--exclude` patterns: with a `/` they match the whole path, else the entry's name.
+pub(super) struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    pub(super) fn new(patterns: &[String]) -> Result<Excludes> {
+        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for pat in patterns {
+            let glob = GlobBuilder::new(pat)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::Usage(format!("--exclude {pat}: {e}")))?;
+            if pat.contains('/') {
+                paths.add(glob)
+            } else {
+                names.add(glob)
+            };
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")));
+        Ok(Excludes { names: build(names)?, paths: build(paths)? })
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+    }
+}
+
+/// What the walker still has to do for a scanned entry.
+pub(super) enum Todo {
+    /// The node is complete (symlinks, devices, ...).
+    Nothing,
+    /// An unchanged regular file: the node carries the parent's content.
+    Unchanged,
+    /// A regular file to read; `known` if the parent snapshot had a node of that name.
+    Read { known: bool },
+    /// A small file already read and stored while scanning (`content` set in the node).
+    Stored { known: bool },
+    /// A folder to descend into, with the parent snapshot's tree for it.
+    Dir { old: Option<BlobId> },
+}
+
+pub(super) struct Scanned {
+    pub node: Node,
+    pub path: PathBuf,
+    pub todo: Todo,
+}
+
+/// A directory's entries (excluded ones left out), sorted by name. An entry that vanished
+/// since the listing comes back as `Err(path)` for the walker to warn about.
+pub(super) type Scan = Vec<std::result::Result<Scanned, PathBuf>>;
+
+/// Reads a changed file during the scan if it is small enough (`None` if not).
+pub(super) type ReadSmall<'a> = dyn FnMut(&Path, u64) -> Option<FileOutcome> + 'a;
+
+/// Lists and scans the directory at `path`; `old` is the parent snapshot's tree for it.
+pub(super) fn scan_dir(
+    repo: &Repository,
+    excludes: &Excludes,
+    path: &Path,
+    old: Option<&BlobId>,
+    small: &mut ReadSmall<'_>,
+) -> Result<Scan> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| unreadable(path, e))? {
+        let entry = entry.map_err(|e| unreadable(path, e))?;
+        names.push(entry.file_name().as_bytes().to_vec());
+    }
+    names.sort();
+    // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
+    let parent: Option<Tree> = old.and_then(|id| repo.load_tree(id).ok());
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let child = path.join(std::ffi::OsStr::from_bytes(&name));
+        if excludes.matches(&child) {
+            continue;
+        }
+        let old = parent.as_ref().and_then(|t| t.find(&name));
+        out.push(scan_entry(repo, child, &name, old, small)?);
+    }
+    Ok(out)
+}
+
+/// Stats one entry. `Err(path)` inside `Ok` if it vanished since its directory was listed.
+pub(super) fn scan_entry(
+    repo: &Repository,
+    path: PathBuf,
+    name: &[u8],
+    old: Option<&Node>,
+    small: &mut ReadSmall<'_>,
+) -> Result<std::result::Result<Scanned, PathBuf>> {
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(path)),
+        Err(e) => return Err(unreadable(&path, e)),
+    };
+    let ft = meta.file_type();
+    let mut node = node_from_meta(name, &meta, NodeKind::Fifo);
+    let mut todo = Todo::Nothing;
+    if ft.is_file() {
+        if let Some(old) = unchanged(repo, &meta, old)? {
+            node.kind = old.kind.clone();
+            node.xattrs = old.xattrs.clone();
+            todo = Todo::Unchanged;
+        } else {
+            let known = old.is_some();
+            todo = match small(&path, meta.size()) {
+                None => Todo::Read { known },
+                Some(FileOutcome::Stored { content, size }) => {
+                    node.size = size;
+                    node.kind = NodeKind::File { content };
+                    Todo::Stored { known }
+                }
+                Some(FileOutcome::Vanished) => return Ok(Err(path)),
+                Some(FileOutcome::Failed(e)) => return Err(e),
+            };
+        }
+    } else if ft.is_dir() {
+        let old = match old.map(|n| &n.kind) {
+            Some(NodeKind::Dir { subtree }) => Some(*subtree),
+            _ => None,
+        };
+        todo = Todo::Dir { old };
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
+        node.kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
+    } else if ft.is_char_device() {
+        node.kind = NodeKind::CharDevice { rdev: meta.rdev() };
+    } else if ft.is_block_device() {
+        node.kind = NodeKind::BlockDevice { rdev: meta.rdev() };
+    } else if ft.is_socket() {
+        node.kind = NodeKind::Socket;
+    }
+    if !ft.is_symlink() && !matches!(todo, Todo::Unchanged) {
+        node.xattrs = read_xattrs(&path)?;
+    }
+    Ok(Ok(Scanned { node, path, todo }))
+}
+
+/// The parent's node if the file is unchanged and all its blobs are still in the index.
+fn unchanged<'a>(repo: &Repository, meta: &Metadata, old: Option<&'a Node>) -> Result<Option<&'a Node>> {
+    let Some(old) = old else { return Ok(None) };
+    let NodeKind::File { content } = &old.kind else { return Ok(None) };
+    let same = old.size == meta.size()
+        && old.mtime == mtime_of(meta)
+        && old.ctime == ctime_of(meta)
+        && old.inode == meta.ino();
+    if !same {
+        return Ok(None);
+    }
+    let index = repo.index()?;
+    for id in content {
+        if index.lookup(BlobType::Data, id)?.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(old))
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        // Filesystems without xattr support have none to keep.
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push(Xattr { name: name.as_bytes().to_vec(), value }),
+            Ok(None) => {}
+            Err(e) => return Err(unreadable(path, e)),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
