@@ -74,9 +74,14 @@ pub(super) struct Scanned {
     pub todo: Todo,
 }
 
-/// A directory's entries (excluded ones left out), sorted by name. An entry that vanished
-/// since the listing comes back as `Err(path)` for the walker to warn about.
-pub(super) type Scan = Vec<std::result::Result<Scanned, PathBuf>>;
+/// A scanned directory.
+pub(super) struct Scan {
+    /// Its entries (excluded ones left out), sorted by name. An entry that vanished since the
+    /// listing comes back as `Err(path)` for the walker to warn about.
+    pub entries: Vec<std::result::Result<Scanned, PathBuf>>,
+    /// The parent snapshot's tree for it, if it had one and it could be loaded.
+    pub parent: Option<(BlobId, Tree)>,
+}
 
 /// Reads a changed file during the scan if it is small enough (`None` if not).
 pub(super) type ReadSmall<'a> = dyn FnMut(&Path, u64) -> Option<FileOutcome> + 'a;
@@ -96,17 +101,17 @@ pub(super) fn scan_dir(
     }
     names.sort();
     // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
-    let parent: Option<Tree> = old.and_then(|id| repo.load_tree(id).ok());
-    let mut out = Vec::with_capacity(names.len());
+    let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
+    let mut entries = Vec::with_capacity(names.len());
     for name in names {
         let child = path.join(std::ffi::OsStr::from_bytes(&name));
         if excludes.matches(&child) {
             continue;
         }
-        let old = parent.as_ref().and_then(|t| t.find(&name));
-        out.push(scan_entry(repo, child, &name, old, small)?);
+        let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
+        entries.push(scan_entry(repo, child, &name, old, small)?);
     }
-    Ok(out)
+    Ok(Scan { entries, parent })
 }
 
 /// Stats one entry. `Err(path)` inside `Ok` if it vanished since its directory was listed.

@@ -57,7 +57,7 @@ impl Archiver<'_, '_> {
         if depth > MAX_DEPTH {
             return Err(Error::Usage(format!("{}: directories nested deeper than {MAX_DEPTH}", path.display())));
         }
-        let entries = scan.wait()?;
+        let Scan { entries, parent } = scan.wait()?;
         self.summary.dirs += 1;
         // Subfolders are scanned ahead, a few at a time and in name order, while this one's
         // entries are taken; each is consumed in order when the walk descends into it.
@@ -84,7 +84,11 @@ impl Archiver<'_, '_> {
         for slot in slots {
             nodes.extend(self.finish_slot(slot)?);
         }
-        self.save_tree(nodes)
+        match parent {
+            // Unchanged: the parent's tree blob, which the index has (it was just loaded).
+            Some((id, tree)) if tree.nodes == nodes => Ok(id),
+            _ => self.save_tree(nodes),
+        }
     }
 
     /// What is left to do for a scanned entry: count it, hand a changed file to the readers,
