@@ -8,17 +8,17 @@
 //! its xattrs are then the parent's too (setting an xattr moves ctime), so they are not read.
 
 use super::read::FileOutcome;
-use super::walk::{ctime_of, mtime_of, node_from_meta};
+
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::index::BlobIndex;
 use crate::repo::Repository;
-use crate::tree::{Node, NodeKind, Tree, Xattr};
+use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use std::fs::Metadata;
+use rustix::fs::{AtFlags, FileType, Stat};
+use rustix::io::Errno;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub(super) fn unreadable(path: &Path, source: std::io::Error) -> Error {
@@ -100,6 +100,9 @@ pub(super) fn scan_dir(
         names.push(entry.file_name().as_bytes().to_vec());
     }
     names.sort();
+    // Entries are stat'ed relative to the open folder: one path lookup instead of one per
+    // component of every entry's path.
+    let dir = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
     // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
     let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
     let mut entries = Vec::with_capacity(names.len());
@@ -109,7 +112,8 @@ pub(super) fn scan_dir(
             continue;
         }
         let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
-        entries.push(scan_entry(repo, child, &name, old, small)?);
+        let stat = rustix::fs::statat(&dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
+        entries.push(scan_entry(repo, child, &name, old, small, stat)?);
     }
     Ok(Scan { entries, parent })
 }
@@ -121,23 +125,24 @@ pub(super) fn scan_entry(
     name: &[u8],
     old: Option<&Node>,
     small: &mut ReadSmall<'_>,
+    stat: rustix::io::Result<Stat>,
 ) -> Result<std::result::Result<Scanned, PathBuf>> {
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(path)),
-        Err(e) => return Err(unreadable(&path, e)),
+    let st = match stat {
+        Ok(st) => st,
+        Err(e) if e == Errno::NOENT => return Ok(Err(path)),
+        Err(e) => return Err(unreadable(&path, e.into())),
     };
-    let ft = meta.file_type();
-    let mut node = node_from_meta(name, &meta, NodeKind::Fifo);
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let mut node = node_from_stat(name, &st);
     let mut todo = Todo::Nothing;
-    if ft.is_file() {
-        if let Some(old) = unchanged(repo, &meta, old)? {
+    if ft == FileType::RegularFile {
+        if let Some(old) = unchanged(repo, &node, old)? {
             node.kind = old.kind.clone();
             node.xattrs = old.xattrs.clone();
             todo = Todo::Unchanged;
         } else {
             let known = old.is_some();
-            todo = match small(&path, meta.size()) {
+            todo = match small(&path, node.size) {
                 None => Todo::Read { known },
                 Some(FileOutcome::Stored { content, size }) => {
                     node.size = size;
@@ -148,36 +153,68 @@ pub(super) fn scan_entry(
                 Some(FileOutcome::Failed(e)) => return Err(e),
             };
         }
-    } else if ft.is_dir() {
+    } else if ft == FileType::Directory {
         let old = match old.map(|n| &n.kind) {
             Some(NodeKind::Dir { subtree }) => Some(*subtree),
             _ => None,
         };
         todo = Todo::Dir { old };
-    } else if ft.is_symlink() {
+    } else if ft == FileType::Symlink {
         let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
         node.kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
-    } else if ft.is_char_device() {
-        node.kind = NodeKind::CharDevice { rdev: meta.rdev() };
-    } else if ft.is_block_device() {
-        node.kind = NodeKind::BlockDevice { rdev: meta.rdev() };
-    } else if ft.is_socket() {
+    } else if ft == FileType::CharacterDevice {
+        node.kind = NodeKind::CharDevice { rdev: u64_of(st.st_rdev) };
+    } else if ft == FileType::BlockDevice {
+        node.kind = NodeKind::BlockDevice { rdev: u64_of(st.st_rdev) };
+    } else if ft == FileType::Socket {
         node.kind = NodeKind::Socket;
     }
-    if !ft.is_symlink() && !matches!(todo, Todo::Unchanged) {
+    if ft != FileType::Symlink && !matches!(todo, Todo::Unchanged) {
         node.xattrs = read_xattrs(&path)?;
     }
     Ok(Ok(Scanned { node, path, todo }))
 }
 
+/// The fields of `lstat` a node keeps (what `walk::node_from_meta` takes from `Metadata`),
+/// with a placeholder kind.
+fn node_from_stat(name: &[u8], st: &Stat) -> Node {
+    let is_file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+    Node {
+        name: name.to_vec(),
+        kind: NodeKind::Fifo,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: if is_file { u64::try_from(st.st_size).unwrap_or(0) } else { 0 },
+        mtime: stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec)),
+        ctime: stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec)),
+        inode: u64_of(st.st_ino),
+        device: u64_of(st.st_dev),
+        links: u64_of(st.st_nlink),
+        xattrs: Vec::new(),
+    }
+}
+
+fn stamp(secs: i64, nanos: i64) -> Timestamp {
+    Timestamp { secs, nanos: nanos.clamp(0, 999_999_999) as u32 }
+}
+
+// `struct stat` field widths differ between architectures; these take any of them.
+#[allow(clippy::unnecessary_cast)]
+fn u64_of(v: impl Into<u64>) -> u64 {
+    v.into()
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn i64_of<T: TryInto<i64>>(v: T) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
 /// The parent's node if the file is unchanged and all its blobs are still in the index.
-fn unchanged<'a>(repo: &Repository, meta: &Metadata, old: Option<&'a Node>) -> Result<Option<&'a Node>> {
+fn unchanged<'a>(repo: &Repository, now: &Node, old: Option<&'a Node>) -> Result<Option<&'a Node>> {
     let Some(old) = old else { return Ok(None) };
     let NodeKind::File { content } = &old.kind else { return Ok(None) };
-    let same = old.size == meta.size()
-        && old.mtime == mtime_of(meta)
-        && old.ctime == ctime_of(meta)
-        && old.inode == meta.ino();
+    let same = old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode;
     if !same {
         return Ok(None);
     }

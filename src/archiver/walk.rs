@@ -37,11 +37,11 @@ pub fn node_from_meta(name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
     }
 }
 
-pub(super) fn mtime_of(meta: &Metadata) -> Timestamp {
+fn mtime_of(meta: &Metadata) -> Timestamp {
     Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 }
 }
 
-pub(super) fn ctime_of(meta: &Metadata) -> Timestamp {
+fn ctime_of(meta: &Metadata) -> Timestamp {
     Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 }
 }
 
@@ -166,7 +166,8 @@ impl Archiver<'_, '_> {
 
     /// A source given on the command line: `None` if it vanished.
     pub(super) fn save_entry(&mut self, path: PathBuf, name: &[u8], old: Option<&Node>) -> Result<Option<Slot>> {
-        match scan_entry(self.repo, path, name, old, &mut |_, _| None)? {
+        let stat = rustix::fs::lstat(&path);
+        match scan_entry(self.repo, path, name, old, &mut |_, _| None, stat)? {
             Ok(s) => self.take_scanned(s, 0, None),
             Err(path) => {
                 self.warn(format!("{} vanished during the backup; left out", path.display()));
