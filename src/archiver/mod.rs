@@ -1,10 +1,11 @@
 //! The archiver: turns sources (folders, files) and streamed inputs into one snapshot.
 //!
 //! Sources are stored under their absolute paths (intermediate folders keep their real
-//! metadata); streamed inputs appear as files in the snapshot's root. The walker thread lists
-//! and stats; reader threads (`read.rs`) read, chunk, hash and deduplicate changed files
-//! (against the index and against blobs already queued in this run) and hand new blobs to the
-//! pipeline (`pipeline.rs`). The walker takes their outcomes in tree order and builds trees
+//! metadata); streamed inputs appear as files in the snapshot's root. Reader threads
+//! (`read.rs`) scan folders (`scan.rs`: list, stat, unchanged-file detection) and read, chunk,
+//! hash and deduplicate changed files (against the index and against blobs already queued in
+//! this run), handing new blobs to the pipeline (`pipeline.rs`). The walker (`walk.rs`) asks
+//! for folders' scans ahead of descending, takes all outcomes in tree order and builds trees
 //! bottom-up. A stream is read and chunked by the walker and hashed by the readers. After
 //! the walk the pipeline is finished (last pack, last index object) and only then is the
 //! snapshot written: a failed input means an error and no snapshot.

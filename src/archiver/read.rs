@@ -1,9 +1,10 @@
-//! Readers: a small pool of threads that read, chunk, hash and deduplicate changed files, and
-//! hash and deduplicate batches of a stream's chunks, so the walker only lists, stats and
-//! builds trees while several files are read at once.
+//! Readers: a small pool of threads that scan folders (`scan.rs`: list, stat, detect unchanged
+//! files, read single-chunk changed files), read, chunk, hash and deduplicate larger changed
+//! files, and hash and deduplicate batches of a stream's chunks, so the walker only builds
+//! trees while several folders and files are worked on at once.
 //!
-//! The walker hands over a file (or a batch of chunks) and gets a [`Pending`] back; it takes the
-//! outcomes in tree order, so trees do not depend on which reader finished first. At most
+//! The walker hands over a task and gets a [`Pending`] back; it takes the outcomes in tree
+//! order, so trees do not depend on which reader finished first. At most
 //! `Budget::files_in_flight` tasks wait for a reader, so memory is bounded by that many tasks
 //! plus, per reader, one chunker buffer (`max` chunk size) and one batch of new blobs.
 //!
@@ -115,7 +116,8 @@ impl<'scope> Readers<'scope> {
                 let (rx, sub, cancel) = (rx.clone(), sub.clone(), cancel.clone());
                 let ctx = Context { repo, excludes, chunker };
                 scope.spawn(move || {
-                    for task in rx {
+                    // After a cancel the queued tasks are dropped unrun (their walker is gone).
+                    for task in rx.iter().take_while(|_| !cancel.load(Ordering::SeqCst)) {
                         ctx.run(task, &sub, &cancel);
                     }
                 })

@@ -1,7 +1,8 @@
 //! The sorted walk of a source beside the parent snapshot's tree, and nodes from metadata.
 //!
-//! Entries of each directory are taken in byte order of their names (the tree's canonical
-//! order). A regular file whose size, mtime, ctime and inode equal those of the same path in the
+//! Folders are scanned by the readers (`scan.rs`), a few subfolders ahead of the walk; entries
+//! of each are taken in byte order of their names (the tree's canonical order), whichever
+//! reader finished first. A regular file whose size, mtime, ctime and inode equal those of the same path in the
 //! parent snapshot, and whose blobs are all still in the index, reuses the parent's chunk list
 //! without being read. An entry that vanishes between listing and reading is left out (that is
 //! a consistent state of a live tree); any other read error aborts the backup.
