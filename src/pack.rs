@@ -55,6 +55,11 @@ impl PackWriter {
         Self::default()
     }
 
+    /// A writer whose data buffer holds `bytes` before it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        PackWriter { data: Vec::with_capacity(bytes), blobs: Vec::new() }
+    }
+
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
         self.data.len()

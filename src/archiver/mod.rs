@@ -1,13 +1,18 @@
 //! The archiver: turns sources (folders, files) and streamed inputs into one snapshot.
 //!
 //! Sources are stored under their absolute paths (intermediate folders keep their real
-//! metadata); streamed inputs appear as files in the snapshot's root. The walker thread reads,
-//! chunks, hashes and deduplicates (against the index and against blobs already queued in this
-//! run), then hands new blobs to the pipeline (`pipeline.rs`). Trees are built bottom-up. After
+//! metadata); streamed inputs appear as files in the snapshot's root. Reader threads
+//! (`read.rs`) scan folders (`scan.rs`: list, stat, unchanged-file detection) and read, chunk,
+//! hash and deduplicate changed files (against the index and against blobs already queued in
+//! this run), handing new blobs to the pipeline (`pipeline.rs`). The walker (`walk.rs`) asks
+//! for folders' scans ahead of descending, takes all outcomes in tree order and builds trees
+//! bottom-up. A stream is read and chunked by the walker and hashed by the readers. After
 //! the walk the pipeline is finished (last pack, last index object) and only then is the
 //! snapshot written: a failed input means an error and no snapshot.
 
 pub mod pipeline;
+mod read;
+mod scan;
 pub mod stream;
 pub mod walk;
 
@@ -15,13 +20,12 @@ use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
-use crate::index::BlobIndex;
 use crate::repo::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, Tree};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use pipeline::{Budget, Pipeline};
-use std::collections::{BTreeMap, HashSet};
+use pipeline::{BATCH_BYTES, Budget, Pipeline, Submitter};
+use read::{Failure, Readers};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use stream::StreamInput;
@@ -40,12 +44,10 @@ pub struct BackupOptions {
 
 pub struct Archiver<'r, 'p> {
     repo: &'r Repository,
-    pipe: &'p Pipeline<'p>,
-    queued: HashSet<(BlobType, BlobId)>,
-    file_chunker: Chunker,
+    sub: Submitter<'p>,
+    readers: &'p Readers<'p>,
+    budget: Budget,
     stream_chunker: Chunker,
-    exclude_names: GlobSet,
-    exclude_paths: GlobSet,
     summary: Summary,
     warnings: Vec<String>,
 }
@@ -65,13 +67,17 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Sn
         Some((_, tree)) => Some(repo.load_tree(tree)?),
         None => None,
     };
+    let budget = Budget::for_machine();
+    let excludes = scan::Excludes::new(&opts.excludes)?;
     let (walked, stored) = std::thread::scope(|scope| {
-        let pipe = Pipeline::start(scope, repo, Budget::for_machine());
-        let walked = {
-            let mut a = Archiver::new(repo, &pipe, &opts.excludes)?;
+        let pipe = Pipeline::start(scope, repo, budget);
+        let walked = pipe.submitter().and_then(|sub| {
+            let readers = Readers::start(scope, repo, &excludes, &sub, budget);
+            let mut a = Archiver::new(repo, sub, &readers, budget);
             a.save_root(&root, opts, parent_tree.as_ref()).map(|tree| (tree, a.summary, a.warnings))
-        };
+        });
         // Finish even after a failed walk, so stored packs get indexed and reused next time.
+        // The readers and every submitter are gone by now, so the pipeline can drain.
         let stored = pipe.finish();
         Ok::<_, Error>((walked, stored))
     })?;
@@ -156,36 +162,16 @@ fn plan_root(opts: &BackupOptions) -> Result<BTreeMap<Vec<u8>, Entry>> {
 }
 
 impl<'r, 'p> Archiver<'r, 'p> {
-    fn new(repo: &'r Repository, pipe: &'p Pipeline<'p>, excludes: &[String]) -> Result<Self> {
-        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        for pat in excludes {
-            let glob = GlobBuilder::new(pat)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::Usage(format!("--exclude {pat}: {e}")))?;
-            if pat.contains('/') {
-                paths.add(glob)
-            } else {
-                names.add(glob)
-            };
-        }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")));
-        let seed = repo.key().chunker_seed();
-        Ok(Archiver {
+    fn new(repo: &'r Repository, sub: Submitter<'p>, readers: &'p Readers<'p>, budget: Budget) -> Self {
+        Archiver {
             repo,
-            pipe,
-            queued: HashSet::new(),
-            file_chunker: Chunker::new(repo.config().chunker_files, seed),
-            stream_chunker: Chunker::new(repo.config().chunker_streams, seed),
-            exclude_names: build(names)?,
-            exclude_paths: build(paths)?,
+            sub,
+            readers,
+            budget,
+            stream_chunker: Chunker::new(repo.config().chunker_streams, repo.key().chunker_seed()),
             summary: Summary::default(),
             warnings: Vec::new(),
-        })
-    }
-
-    fn excluded(&self, path: &Path) -> bool {
-        self.exclude_paths.is_match(path) || path.file_name().is_some_and(|n| self.exclude_names.is_match(n))
+        }
     }
 
     fn warn(&mut self, msg: String) {
@@ -193,45 +179,40 @@ impl<'r, 'p> Archiver<'r, 'p> {
         self.warnings.push(msg);
     }
 
-    /// Queues a blob unless the index or this run already has it.
-    fn store(&mut self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
-        self.summary.bytes_read += if kind == BlobType::Data { data.len() as u64 } else { 0 };
-        if self.queued.contains(&(kind, id)) || self.repo.index()?.lookup(kind, &id)?.is_some() {
-            return Ok(());
-        }
-        self.queued.insert((kind, id));
-        self.pipe.submit(kind, id, data)
+    /// Queues a tree blob unless the index or this run already has it.
+    fn store_tree(&mut self, id: BlobId, data: Vec<u8>) -> Result<()> {
+        self.sub.store(BlobType::Tree, id, data)
     }
 
-    /// Chunks, hashes and stores one input; returns its chunk list and length.
-    fn save_stream(
-        &mut self,
-        input: impl std::io::Read,
-        size_hint: Option<u64>,
-        chunker: Chunker,
-        label: &Path,
-    ) -> Result<(Vec<BlobId>, u64)> {
-        /// A failed read is the input's fault; a failed store is the repository's.
-        enum Failure {
-            Read(std::io::Error),
-            Store(Error),
-        }
-        impl From<std::io::Error> for Failure {
-            fn from(e: std::io::Error) -> Self {
-                Failure::Read(e)
-            }
-        }
+    /// Reads and chunks a stream here, and has the readers hash and store its chunks about
+    /// [`BATCH_BYTES`] at a time; takes their ids back in order. Returns the chunk list and length.
+    fn save_stream(&mut self, input: impl std::io::Read, label: &Path) -> Result<(Vec<BlobId>, u64)> {
+        let (readers, limit) = (self.readers, self.budget.files_in_flight.max(1));
         let mut content = Vec::new();
-        let size = chunker
-            .chunk::<_, Failure>(input, size_hint, |chunk| {
-                let id = self.repo.key().blob_id(&chunk);
-                content.push(id);
-                self.store(BlobType::Data, id, chunk).map_err(Failure::Store)
+        let mut in_flight: VecDeque<read::Pending<Result<Vec<BlobId>>>> = VecDeque::new();
+        let (mut chunks, mut bytes) = (Vec::new(), 0);
+        let size = self
+            .stream_chunker
+            .chunk::<_, Failure>(input, None, |chunk| {
+                bytes += chunk.len();
+                chunks.push(chunk);
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    if in_flight.len() >= limit
+                        && let Some(p) = in_flight.pop_front()
+                    {
+                        content.extend(p.wait().map_err(Failure::Store)?);
+                    }
+                    in_flight.push_back(readers.hash_chunks(std::mem::take(&mut chunks)).map_err(Failure::Store)?);
+                }
+                Ok(())
             })
-            .map_err(|e| match e {
-                Failure::Read(source) => Error::InputUnreadable { path: label.to_path_buf(), source },
-                Failure::Store(e) => e,
-            })?;
+            .map_err(|e| e.into_error(label))?;
+        in_flight.push_back(readers.hash_chunks(chunks)?);
+        for p in in_flight {
+            content.extend(p.wait()?);
+        }
+        self.summary.bytes_read += size;
         Ok((content, size))
     }
 
@@ -256,11 +237,19 @@ impl<'r, 'p> Archiver<'r, 'p> {
             let old = parent.and_then(|t| t.find(name));
             let node = match entry {
                 Entry::Input(i) => Some(self.save_input(&opts.inputs[*i])?),
-                Entry::Source(path) => self.save_entry(path, name, old, 0)?,
+                Entry::Source(path) => match self.save_entry(path.clone(), name, old)? {
+                    Some(slot) => self.finish_slot(slot)?,
+                    None => None,
+                },
                 Entry::Dir(real, children) => {
                     let meta = std::fs::symlink_metadata(real)
                         .map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;
-                    let old_tree = self.parent_subtree(old);
+                    // Only an optimisation: a tree that cannot be loaded means every file below
+                    // is read again.
+                    let old_tree = match old.map(|n| &n.kind) {
+                        Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+                        _ => None,
+                    };
                     let children = self.save_level(children, opts, old_tree.as_ref())?;
                     let subtree = self.save_tree(children)?;
                     Some(walk::node_from_meta(name, &meta, NodeKind::Dir { subtree }))
@@ -339,5 +328,89 @@ mod tests {
         let (_, second, _) = backup(&t.repo, &o).unwrap();
         // Only trees may be new (the temporary folder's parents change as other tests run).
         assert_eq!((second.summary.files_unchanged, second.summary.bytes_read), (3, 0));
+    }
+
+    /// Folders, small (read while scanning) and large (read by a reader task, streamed past
+    /// the largest chunk) files, an excluded file.
+    fn tree_source() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["a", "a/b", "a/b/c", "d", "e"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let data = |n: usize, salt: u64| -> Vec<u8> {
+            (0..n as u64).map(|j| ((j * 7919 + salt * 104_729) % 251) as u8 ^ (j >> 11) as u8).collect()
+        };
+        let files = [("a/x", 10), ("a/b/y", 300_000), ("a/b/c/z", 5_000_000), ("d/w", 0), ("e/v", 100), ("top", 1)];
+        for (i, (name, len)) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(name), data(*len, i as u64)).unwrap();
+        }
+        std::fs::write(dir.path().join("d/skip.tmp"), b"excluded").unwrap();
+        dir
+    }
+
+    /// The tree id of the folder at `path` (components below the snapshot's root).
+    fn subtree(repo: &Repository, tree: &BlobId, path: &[&str]) -> BlobId {
+        let mut id = *tree;
+        for d in path {
+            let t = repo.load_tree(&id).unwrap();
+            let NodeKind::Dir { subtree } = &t.find(d.as_bytes()).unwrap().kind else { panic!("not a dir") };
+            id = *subtree;
+        }
+        id
+    }
+
+    fn file_content(repo: &Repository, tree: &BlobId, path: &[&str]) -> Vec<u8> {
+        let (last, dirs) = path.split_last().unwrap();
+        let mut t = repo.load_tree(tree).unwrap();
+        for d in dirs {
+            let NodeKind::Dir { subtree } = &t.find(d.as_bytes()).unwrap().kind else { panic!("not a dir") };
+            t = repo.load_tree(subtree).unwrap();
+        }
+        let NodeKind::File { content } = &t.find(last.as_bytes()).unwrap().kind else { panic!("not a file") };
+        content.iter().flat_map(|id| repo.read_blob(BlobType::Data, id).unwrap()).collect()
+    }
+
+    /// Trees do not depend on which reader finished first, unchanged files are recognised
+    /// through scanned folders, and a changed file is read again.
+    #[test]
+    fn parallel_walk_is_deterministic_and_detects_changes() {
+        let t = crate::repo::testing::memory_repo();
+        let src = tree_source();
+        let o = BackupOptions { excludes: vec!["*.tmp".into()], ..opts(src.path()) };
+        let (id, first, _) = backup(&t.repo, &o).unwrap();
+        assert_eq!((first.summary.files_new, first.summary.dirs), (6, 6));
+        let (_, again, _) = backup(&t.repo, &o).unwrap();
+        // The source's own tree (the temporary folder's parents change as other tests run).
+        let root: Vec<&str> = src.path().iter().skip(1).map(|c| c.to_str().unwrap()).collect();
+        let first_src = subtree(&t.repo, &first.tree, &root);
+        assert_eq!(subtree(&t.repo, &again.tree, &root), first_src);
+        let path = |rel: &[&'static str]| -> Vec<&str> { root.iter().copied().chain(rel.iter().copied()).collect() };
+        assert_eq!(file_content(&t.repo, &first.tree, &path(&["a", "b", "c", "z"])).len(), 5_000_000);
+        assert_eq!(
+            file_content(&t.repo, &first.tree, &path(&["a", "x"])),
+            std::fs::read(src.path().join("a/x")).unwrap()
+        );
+        let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o.clone() };
+        let (_, same, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!((same.summary.files_unchanged, same.summary.bytes_read), (6, 0));
+        assert_eq!(subtree(&t.repo, &same.tree, &root), first_src);
+        std::fs::write(src.path().join("a/b/y"), b"changed").unwrap();
+        let (_, changed, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!((changed.summary.files_changed, changed.summary.files_unchanged), (1, 5));
+        assert_eq!(file_content(&t.repo, &changed.tree, &path(&["a", "b", "y"])), b"changed");
+    }
+
+    /// A stream hashed in batches by the readers keeps its chunks in order.
+    #[test]
+    fn streamed_input_keeps_chunk_order() {
+        let t = crate::repo::testing::memory_repo();
+        let input = StreamInput {
+            name: "seq.txt".into(),
+            source: stream::StreamSource::Command(vec!["seq".into(), "1".into(), "400000".into()]),
+        };
+        let o = BackupOptions { inputs: vec![input], host: "h".into(), ..Default::default() };
+        let (_, snap, _) = backup(&t.repo, &o).unwrap();
+        let expected = std::process::Command::new("seq").args(["1", "400000"]).output().unwrap().stdout;
+        assert_eq!(file_content(&t.repo, &snap.tree, &["seq.txt"]), expected);
     }
 }

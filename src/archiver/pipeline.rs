@@ -2,46 +2,59 @@
 //! thread and in-flight budgets.
 //!
 //! ```text
-//! walker (caller's thread): read, chunk, hash, dedup  --jobs-->  [seal x N]: zstd + seal
+//! walker + readers (`read.rs`): read, chunk, hash, dedup  --jobs-->  [seal x N]: zstd + seal
 //!   --sealed-->  [packer]: PackWriter, finish + verify  --packs-->  [upload x M]: put_new
 //!   --uploaded-->  [indexer]: index object every BLOBS_PER_INDEX blobs, and a last one at finish
 //! ```
-//! Memory is bounded by the channel capacities times the largest chunk, plus the packs in
-//! flight. The first error from any stage is kept; every stage then stops and the walker's next
-//! `submit` fails, so errors travel back as `Result`s. An index object is written only after
-//! every pack it names was stored, and `finish` returns only after the last index object is.
+//! Blobs travel in batches (a file's new chunks, or about [`BATCH_BYTES`] of a stream's), so
+//! small chunks do not pay a channel hand-over and a thread wake-up each. Memory is bounded by
+//! the channel capacities times the largest batch, plus the packs in flight. The first error
+//! from any stage is kept; every stage then stops and the next `submit` fails, so errors travel
+//! back as `Result`s. An index object is written only after every pack it names was stored, and
+//! `finish` returns only after the last index object is.
 
 use crate::blob::{BlobType, seal_blob};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
+use crate::index::BlobIndex;
 use crate::index::file::{BLOBS_PER_INDEX, IndexFile, IndexPack};
 use crate::pack::{FinishedPack, PackWriter};
 use crate::repo::Repository;
 use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
+
+/// A batch is handed on once its blobs reach this many bytes (a single larger blob is a batch
+/// of its own).
+pub const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Threads and queue depths.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub seal_threads: usize,
     pub uploads: usize,
-    /// Chunks waiting to be sealed.
+    /// Batches waiting to be sealed, and sealed batches waiting for the packer.
     pub queue: usize,
+    /// Threads reading, chunking and hashing changed files and stream batches.
+    pub readers: usize,
+    /// Files (or stream batches) handed to the readers and not yet taken back by the walker.
+    pub files_in_flight: usize,
 }
 
 impl Budget {
     pub fn for_machine() -> Budget {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Budget { seal_threads: cores, uploads: 2, queue: cores * 4 }
+        Budget { seal_threads: cores, uploads: 2, queue: cores, readers: cores, files_in_flight: cores * 4 }
     }
 }
 
-struct Job {
-    kind: BlobType,
-    id: BlobId,
-    data: Vec<u8>,
+/// One blob to seal and pack.
+pub struct Job {
+    pub kind: BlobType,
+    pub id: BlobId,
+    pub data: Vec<u8>,
 }
 
 struct Sealed {
@@ -62,6 +75,8 @@ pub struct Stored {
 #[derive(Default)]
 struct Shared {
     failed: AtomicBool,
+    /// Blobs queued in this run, so two files with one chunk store it once.
+    queued: Mutex<HashSet<(BlobType, BlobId)>>,
     error: Mutex<Option<Error>>,
     blobs: AtomicU64,
     bytes: AtomicU64,
@@ -84,17 +99,70 @@ impl Shared {
 }
 
 pub struct Pipeline<'scope> {
-    jobs: Option<Sender<Job>>,
-    shared: Arc<Shared>,
+    submitter: Option<Submitter<'scope>>,
     handles: Vec<ScopedJoinHandle<'scope, ()>>,
 }
 
+/// A handle for queueing blobs, one per thread that stores. Every clone must be dropped before
+/// [`Pipeline::finish`] can return.
+#[derive(Clone)]
+pub struct Submitter<'env> {
+    repo: &'env Repository,
+    jobs: Sender<Vec<Job>>,
+    shared: Arc<Shared>,
+}
+
+impl Submitter<'_> {
+    /// The keyed id of a blob's plaintext.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        self.repo.key().blob_id(data)
+    }
+
+    /// True (and remembered) if neither the index nor this run has the blob yet.
+    pub fn is_new(&self, kind: BlobType, id: &BlobId) -> Result<bool> {
+        let queued = || self.shared.queued.lock().map_err(|_| internal("dedup set poisoned"));
+        // The index lookup runs unlocked so that readers look up in parallel; the insert
+        // decides which of two racing readers stores the blob.
+        if queued()?.contains(&(kind, *id)) || self.repo.index()?.lookup(kind, id)?.is_some() {
+            return Ok(false);
+        }
+        Ok(queued()?.insert((kind, *id)))
+    }
+
+    /// Queues new blobs (already deduplicated) for sealing and packing. Fails once any stage
+    /// has failed.
+    pub fn submit(&self, batch: Vec<Job>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.shared.failed.load(Ordering::SeqCst) && self.jobs.send(batch).is_ok() {
+            return Ok(());
+        }
+        Err(self.shared.take_error().unwrap_or_else(|| internal("backup pipeline stopped")))
+    }
+
+    /// Deduplicates and queues one blob.
+    pub fn store(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
+        if self.is_new(kind, &id)? { self.submit(vec![Job { kind, id, data }]) } else { Ok(()) }
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::Usage(format!("internal: {what}"))
+}
+
 impl<'scope> Pipeline<'scope> {
-    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>, repo: &'env Repository, budget: Budget) -> Pipeline<'scope> {
+    pub fn start<'env: 'scope>(
+        scope: &'scope Scope<'scope, 'env>,
+        repo: &'env Repository,
+        budget: Budget,
+    ) -> Pipeline<'scope> {
         let shared = Arc::new(Shared::default());
-        let (jobs_tx, jobs_rx) = bounded::<Job>(budget.queue);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(budget.queue);
-        let (packs_tx, packs_rx) = bounded::<FinishedPack>(budget.uploads);
+        let (jobs_tx, jobs_rx) = bounded::<Vec<Job>>(budget.queue);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(budget.queue);
+        // A rendezvous: a finished pack waits in the packer until an uploader is free, so at
+        // most `uploads + 1` packs are in memory (plus the one being filled).
+        let (packs_tx, packs_rx) = bounded::<FinishedPack>(0);
         let (done_tx, done_rx) = bounded::<IndexPack>(64);
         let mut handles = Vec::new();
         let level = repo.config().zstd_level;
@@ -112,59 +180,56 @@ impl<'scope> Pipeline<'scope> {
         drop((packs_rx, done_tx));
         let s = shared.clone();
         handles.push(scope.spawn(move || index_stage(repo, done_rx, &s)));
-        Pipeline { jobs: Some(jobs_tx), shared, handles }
+        Pipeline { submitter: Some(Submitter { repo, jobs: jobs_tx, shared }), handles }
     }
 
-    /// Queues a new blob for sealing and packing. Fails once any stage has failed.
-    pub fn submit(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
-        let sent = match &self.jobs {
-            Some(tx) if !self.shared.failed.load(Ordering::SeqCst) => tx.send(Job { kind, id, data }).is_ok(),
-            _ => false,
-        };
-        if sent { Ok(()) } else { Err(self.stage_error()) }
-    }
-
-    fn stage_error(&self) -> Error {
-        self.shared.take_error().unwrap_or_else(|| Error::Usage("internal: backup pipeline stopped".into()))
+    /// A handle for a thread that stores blobs.
+    pub fn submitter(&self) -> Result<Submitter<'scope>> {
+        self.submitter.clone().ok_or_else(|| internal("backup pipeline finished"))
     }
 
     /// Flushes the last pack, waits for every upload and writes the last index object.
     pub fn finish(mut self) -> Result<Stored> {
-        drop(self.jobs.take());
+        let Some(sub) = self.submitter.take() else { return Err(internal("backup pipeline finished")) };
+        let shared = sub.shared.clone();
+        drop(sub);
         for h in self.handles.drain(..) {
             if h.join().is_err() {
-                self.shared.fail(Error::Usage("internal: a backup pipeline thread panicked".into()));
+                shared.fail(internal("a backup pipeline thread panicked"));
             }
         }
-        if let Some(e) = self.shared.take_error() {
+        if let Some(e) = shared.take_error() {
             return Err(e);
         }
         Ok(Stored {
-            blobs: self.shared.blobs.load(Ordering::SeqCst),
-            bytes: self.shared.bytes.load(Ordering::SeqCst),
-            packs: self.shared.packs.load(Ordering::SeqCst),
+            blobs: shared.blobs.load(Ordering::SeqCst),
+            bytes: shared.bytes.load(Ordering::SeqCst),
+            packs: shared.packs.load(Ordering::SeqCst),
         })
     }
 }
 
-fn seal_stage(repo: &Repository, level: i32, rx: Receiver<Job>, tx: Sender<Sealed>, shared: &Shared) {
-    for job in rx {
-        let Ok(raw_len) = u32::try_from(job.data.len()) else {
-            shared.fail(Error::Usage("internal: blob over 4 GiB".into()));
-            return;
-        };
-        let sealed = seal_blob(repo.key(), job.kind, &job.id, &job.data, level);
-        if shared.failed.load(Ordering::SeqCst)
-            || tx.send(Sealed { kind: job.kind, id: job.id, sealed, raw_len }).is_err()
-        {
+fn seal_stage(repo: &Repository, level: i32, rx: Receiver<Vec<Job>>, tx: Sender<Vec<Sealed>>, shared: &Shared) {
+    for batch in rx {
+        let mut out = Vec::with_capacity(batch.len());
+        for job in batch {
+            let Ok(raw_len) = u32::try_from(job.data.len()) else {
+                shared.fail(internal("blob over 4 GiB"));
+                return;
+            };
+            let sealed = seal_blob(repo.key(), job.kind, &job.id, &job.data, level);
+            out.push(Sealed { kind: job.kind, id: job.id, sealed, raw_len });
+        }
+        if shared.failed.load(Ordering::SeqCst) || tx.send(out).is_err() {
             return;
         }
     }
 }
 
-fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>, shared: &Shared) {
+fn pack_stage(repo: &Repository, rx: Receiver<Vec<Sealed>>, tx: Sender<FinishedPack>, shared: &Shared) {
     let target = repo.config().pack_size as usize;
-    let mut writer = PackWriter::new();
+    let fresh = || PackWriter::with_capacity(pack_capacity(target));
+    let mut writer = fresh();
     let finish = |w: PackWriter| -> bool {
         match w.finish(repo.key()) {
             Ok(p) => tx.send(p).is_ok(),
@@ -177,7 +242,7 @@ fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>,
             }
         }
     };
-    for s in rx {
+    for s in rx.iter().flatten() {
         if shared.failed.load(Ordering::SeqCst) {
             return;
         }
@@ -186,7 +251,7 @@ fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>,
                 .fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
             return;
         }
-        if writer.len() >= target && !finish(std::mem::take(&mut writer)) {
+        if writer.len() >= target && !finish(std::mem::replace(&mut writer, fresh())) {
             return;
         }
     }
@@ -195,19 +260,34 @@ fn pack_stage(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>,
     }
 }
 
+/// A pack's buffer, reserved once at its final size instead of grown by doubling, and never
+/// under 33 MiB: glibc serves that from a fresh mmap and unmaps it on free without raising its
+/// mmap threshold (which it does for freed blocks up to 32 MiB), so a finished pack's memory
+/// goes back to the system instead of staying in a thread's arena. Measured: peak RSS of a
+/// 700 MB stream backup 171 -> 90 MB, of the 1.2 GB tree 150 -> 115 MB. Only the pages written
+/// count in RSS, so the unused reserve costs address space only.
+fn pack_capacity(target: usize) -> usize {
+    const MIB: usize = 1 << 20;
+    // Room for the blob that crosses the target (at most a largest chunk) and the header.
+    let needed = target.saturating_add(target / 8).saturating_add(4 * MIB);
+    needed.max(33 * MIB)
+}
+
 fn upload_stage(repo: &Repository, rx: Receiver<FinishedPack>, tx: Sender<IndexPack>, shared: &Shared) {
     for pack in rx {
         if shared.failed.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = repo.put_pack(&pack) {
+        let FinishedPack { id, bytes, blobs } = pack;
+        let len = bytes.len() as u64;
+        if let Err(e) = repo.put_pack_bytes(&id, bytes::Bytes::from(bytes)) {
             shared.fail(e);
             return;
         }
         shared.packs.fetch_add(1, Ordering::Relaxed);
-        shared.blobs.fetch_add(pack.blobs.len() as u64, Ordering::Relaxed);
-        shared.bytes.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
-        if tx.send(IndexPack { id: pack.id, blobs: pack.blobs }).is_err() {
+        shared.blobs.fetch_add(blobs.len() as u64, Ordering::Relaxed);
+        shared.bytes.fetch_add(len, Ordering::Relaxed);
+        if tx.send(IndexPack { id, blobs }).is_err() {
             return;
         }
     }

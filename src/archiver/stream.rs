@@ -44,7 +44,7 @@ impl Archiver<'_, '_> {
     pub(super) fn save_input(&mut self, input: &StreamInput) -> Result<Node> {
         let label = Path::new(&input.name);
         let (content, size) = match &input.source {
-            StreamSource::Stdin => self.save_stream(std::io::stdin().lock(), None, self.stream_chunker, label)?,
+            StreamSource::Stdin => self.save_stream(std::io::stdin().lock(), label)?,
             StreamSource::Command(cmd) => self.save_command(cmd, label)?,
         };
         self.summary.files_new += 1;
@@ -82,7 +82,7 @@ impl Archiver<'_, '_> {
                 status: format!("could not start: {e}"),
             })?;
         let stored = match child.stdout.take() {
-            Some(out) => self.save_stream(out, None, self.stream_chunker, label),
+            Some(out) => self.save_stream(out, label),
             None => Err(Error::InputCommandFailed { command: shown.clone(), status: "no output pipe".into() }),
         };
         let status =

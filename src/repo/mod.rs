@@ -317,10 +317,13 @@ impl Repository {
     }
 
     pub fn put_pack(&self, pack: &FinishedPack) -> Result<()> {
-        match self
-            .backend
-            .put_new(&object_path(ObjectKind::Pack, &pack.id.to_hex()), Bytes::copy_from_slice(&pack.bytes))
-        {
+        self.put_pack_bytes(&pack.id, Bytes::copy_from_slice(&pack.bytes))
+    }
+
+    /// Stores a finished pack's bytes under its id; taking them as `Bytes` spares backup a copy
+    /// of every pack.
+    pub fn put_pack_bytes(&self, id: &PackId, bytes: Bytes) -> Result<()> {
+        match self.backend.put_new(&object_path(ObjectKind::Pack, &id.to_hex()), bytes) {
             Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -1,0 +1,247 @@
+//! Scanning one directory on a reader thread: list it, stat every entry, read xattrs and
+//! symlink targets, and decide which regular files are unchanged since the parent snapshot.
+//!
+//! The walker asks for the scans of a directory's subfolders ahead of descending into them, so
+//! the stat-heavy part of a backup of a mostly unchanged tree runs on several threads while the
+//! walker consumes the scans in tree order. A file is unchanged when its size, mtime, ctime and
+//! inode equal those of the parent snapshot's node and all its blobs are still in the index;
+//! its xattrs are then the parent's too (setting an xattr moves ctime), so they are not read.
+
+use super::read::FileOutcome;
+
+use crate::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::index::BlobIndex;
+use crate::repo::Repository;
+use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rustix::fs::{AtFlags, FileType, Stat};
+use rustix::io::Errno;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub(super) fn unreadable(path: &Path, source: std::io::Error) -> Error {
+    Error::InputUnreadable { path: path.to_path_buf(), source }
+}
+
+/// `--exclude` patterns: with a `/` they match the whole path, else the entry's name.
+pub(super) struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    pub(super) fn new(patterns: &[String]) -> Result<Excludes> {
+        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for pat in patterns {
+            let glob = GlobBuilder::new(pat)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::Usage(format!("--exclude {pat}: {e}")))?;
+            if pat.contains('/') {
+                paths.add(glob)
+            } else {
+                names.add(glob)
+            };
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("--exclude: {e}")));
+        Ok(Excludes { names: build(names)?, paths: build(paths)? })
+    }
+
+    fn matches(&self, path: &Path) -> bool {
+        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+    }
+}
+
+/// What the walker still has to do for a scanned entry.
+pub(super) enum Todo {
+    /// The node is complete (symlinks, devices, ...).
+    Nothing,
+    /// An unchanged regular file: the node carries the parent's content.
+    Unchanged,
+    /// A regular file to read; `known` if the parent snapshot had a node of that name.
+    Read { known: bool },
+    /// A small file already read and stored while scanning (`content` set in the node).
+    Stored { known: bool },
+    /// A folder to descend into, with the parent snapshot's tree for it.
+    Dir { old: Option<BlobId> },
+}
+
+pub(super) struct Scanned {
+    pub node: Node,
+    pub path: PathBuf,
+    pub todo: Todo,
+}
+
+/// A scanned directory.
+pub(super) struct Scan {
+    /// Its entries (excluded ones left out), sorted by name. An entry that vanished since the
+    /// listing comes back as `Err(path)` for the walker to warn about.
+    pub entries: Vec<std::result::Result<Scanned, PathBuf>>,
+    /// The parent snapshot's tree for it, if it had one and it could be loaded.
+    pub parent: Option<(BlobId, Tree)>,
+}
+
+/// Reads a changed file during the scan if it is small enough (`None` if not).
+pub(super) type ReadSmall<'a> = dyn FnMut(&Path, u64) -> Option<FileOutcome> + 'a;
+
+/// Lists and scans the directory at `path`; `old` is the parent snapshot's tree for it.
+pub(super) fn scan_dir(
+    repo: &Repository,
+    excludes: &Excludes,
+    path: &Path,
+    old: Option<&BlobId>,
+    small: &mut ReadSmall<'_>,
+) -> Result<Scan> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| unreadable(path, e))? {
+        let entry = entry.map_err(|e| unreadable(path, e))?;
+        names.push(entry.file_name().as_bytes().to_vec());
+    }
+    names.sort();
+    // Entries are stat'ed relative to the open folder: one path lookup instead of one per
+    // component of every entry's path.
+    let dir = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+    // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
+    let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
+    let mut entries = Vec::with_capacity(names.len());
+    for name in names {
+        let child = path.join(std::ffi::OsStr::from_bytes(&name));
+        if excludes.matches(&child) {
+            continue;
+        }
+        let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
+        let stat = rustix::fs::statat(&dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
+        entries.push(scan_entry(repo, child, &name, old, small, stat)?);
+    }
+    Ok(Scan { entries, parent })
+}
+
+/// Stats one entry. `Err(path)` inside `Ok` if it vanished since its directory was listed.
+pub(super) fn scan_entry(
+    repo: &Repository,
+    path: PathBuf,
+    name: &[u8],
+    old: Option<&Node>,
+    small: &mut ReadSmall<'_>,
+    stat: rustix::io::Result<Stat>,
+) -> Result<std::result::Result<Scanned, PathBuf>> {
+    let st = match stat {
+        Ok(st) => st,
+        Err(e) if e == Errno::NOENT => return Ok(Err(path)),
+        Err(e) => return Err(unreadable(&path, e.into())),
+    };
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let mut node = node_from_stat(name, &st);
+    let mut todo = Todo::Nothing;
+    if ft == FileType::RegularFile {
+        if let Some(old) = unchanged(repo, &node, old)? {
+            node.kind = old.kind.clone();
+            node.xattrs = old.xattrs.clone();
+            todo = Todo::Unchanged;
+        } else {
+            let known = old.is_some();
+            todo = match small(&path, node.size) {
+                None => Todo::Read { known },
+                Some(FileOutcome::Stored { content, size }) => {
+                    node.size = size;
+                    node.kind = NodeKind::File { content };
+                    Todo::Stored { known }
+                }
+                Some(FileOutcome::Vanished) => return Ok(Err(path)),
+                Some(FileOutcome::Failed(e)) => return Err(e),
+            };
+        }
+    } else if ft == FileType::Directory {
+        let old = match old.map(|n| &n.kind) {
+            Some(NodeKind::Dir { subtree }) => Some(*subtree),
+            _ => None,
+        };
+        todo = Todo::Dir { old };
+    } else if ft == FileType::Symlink {
+        let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
+        node.kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
+    } else if ft == FileType::CharacterDevice {
+        node.kind = NodeKind::CharDevice { rdev: u64_of(st.st_rdev) };
+    } else if ft == FileType::BlockDevice {
+        node.kind = NodeKind::BlockDevice { rdev: u64_of(st.st_rdev) };
+    } else if ft == FileType::Socket {
+        node.kind = NodeKind::Socket;
+    }
+    if ft != FileType::Symlink && !matches!(todo, Todo::Unchanged) {
+        node.xattrs = read_xattrs(&path)?;
+    }
+    Ok(Ok(Scanned { node, path, todo }))
+}
+
+/// The fields of `lstat` a node keeps (what `walk::node_from_meta` takes from `Metadata`),
+/// with a placeholder kind.
+fn node_from_stat(name: &[u8], st: &Stat) -> Node {
+    let is_file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+    Node {
+        name: name.to_vec(),
+        kind: NodeKind::Fifo,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: if is_file { u64::try_from(st.st_size).unwrap_or(0) } else { 0 },
+        mtime: stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec)),
+        ctime: stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec)),
+        inode: u64_of(st.st_ino),
+        device: u64_of(st.st_dev),
+        links: u64_of(st.st_nlink),
+        xattrs: Vec::new(),
+    }
+}
+
+fn stamp(secs: i64, nanos: i64) -> Timestamp {
+    Timestamp { secs, nanos: nanos.clamp(0, 999_999_999) as u32 }
+}
+
+// `struct stat` field widths differ between architectures; these take any of them.
+#[allow(clippy::unnecessary_cast)]
+fn u64_of(v: impl Into<u64>) -> u64 {
+    v.into()
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn i64_of<T: TryInto<i64>>(v: T) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+/// The parent's node if the file is unchanged and all its blobs are still in the index.
+fn unchanged<'a>(repo: &Repository, now: &Node, old: Option<&'a Node>) -> Result<Option<&'a Node>> {
+    let Some(old) = old else { return Ok(None) };
+    let NodeKind::File { content } = &old.kind else { return Ok(None) };
+    let same = old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode;
+    if !same {
+        return Ok(None);
+    }
+    let index = repo.index()?;
+    for id in content {
+        if index.lookup(BlobType::Data, id)?.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(old))
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        // Filesystems without xattr support have none to keep.
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push(Xattr { name: name.as_bytes().to_vec(), value }),
+            Ok(None) => {}
+            Err(e) => return Err(unreadable(path, e)),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
