@@ -22,4 +22,10 @@ pub struct IndexEntry {
 /// Looking up blobs: the narrow capability restore, check and backup ask for.
 pub trait BlobIndex: Sync {
     fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>>;
+
+    /// Looks up many blobs of one kind at once; the answers come in the order of `ids`.
+    /// Implementations may batch and sort the look-ups (the RocksDB cache does).
+    fn lookup_many(&self, kind: BlobType, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        ids.iter().map(|id| self.lookup(kind, id)).collect()
+    }
 }
