@@ -20,6 +20,10 @@ use std::path::PathBuf;
 pub(crate) trait TreeSource {
     fn tree(&self, id: &BlobId) -> Result<Tree>;
     fn locate_data(&self, id: &BlobId) -> Result<Option<IndexEntry>>;
+    /// Where many data blobs are, in the order of `ids` (the index may batch the look-ups).
+    fn locate_data_many(&self, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        ids.iter().map(|id| self.locate_data(id)).collect()
+    }
 }
 
 /// Sizes that bound memory and shape reads.
