@@ -104,8 +104,9 @@ fn restore_from(
     let mut summary = RestoreSummary::default();
     let mut walker = Walker::new(trees, limits, opts.target.clone(), root_tree);
     while let Some(batch) = walker.next_batch(&mut summary)? {
-        let failures = execute(packs, &batch, opts.workers);
-        let settled = write::finish_batch(batch, failures, opts.set_owner, &mut summary);
+        let progress = write::Progress::new(&batch, opts.set_owner);
+        let failures = execute(packs, &batch, &progress, opts.workers);
+        let settled = write::finish_batch(batch, failures, progress, &mut summary);
         walker.settle(settled);
     }
     // Directories last, deepest first: creating and touching children moves a parent's mtime,
@@ -120,14 +121,14 @@ fn restore_from(
 
 /// Fills the files of a batch: `workers` threads take packs from a shared counter. Returns, per
 /// file, the first reason it failed.
-fn execute(src: &dyn PackSource, batch: &Batch, workers: usize) -> Vec<Option<String>> {
+fn execute(src: &dyn PackSource, batch: &Batch, progress: &write::Progress, workers: usize) -> Vec<Option<String>> {
     let failures: Vec<OnceLock<String>> = batch.files.iter().map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let threads = workers.clamp(1, batch.packs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut writer = write::FileWriter::new(&batch.files);
+                let mut writer = write::FileWriter::new(&batch.files, progress);
                 while let Some(pack) = batch.packs.get(next.fetch_add(1, Ordering::Relaxed)) {
                     restore_pack(src, pack, &mut writer, &failures);
                 }
@@ -180,10 +181,7 @@ fn restore_pack(
                     continue;
                 }
             };
-            // An all-zero blob stays a hole: the file was created empty and gets its length last.
-            if write::is_zero(&plain) {
-                continue;
-            }
+            // An all-zero blob stays a hole (the writer skips it): the file gets its length last.
             for (file, offset) in &blob.targets {
                 if failures.get(*file).is_some_and(|f| f.get().is_none())
                     && let Err(reason) = writer.write(*file, *offset, &plain)

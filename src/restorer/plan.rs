@@ -46,7 +46,7 @@ impl Default for Limits {
         Limits {
             max_depth: crate::tree::MAX_DEPTH,
             max_gap: 1 << 20,
-            max_range: 16 << 20,
+            max_range: 4 << 20,
             batch_blobs: 1 << 18,
             batch_entries: 1 << 16,
         }
@@ -85,6 +85,8 @@ pub(crate) struct PlannedFile {
     /// Hard links made to it in this batch; removed with it if it fails.
     pub links: Vec<PathBuf>,
     pub link_key: Option<(u64, u64)>,
+    /// Created during planning (a hard-link origin); other files are created when first written.
+    pub created: bool,
     /// Its node, content taken out: the attributes to apply.
     pub node: Node,
 }
@@ -123,6 +125,8 @@ fn content_digest(content: &[BlobId]) -> blake3::Hash {
 
 struct Frame {
     nodes: std::vec::IntoIter<Node>,
+    /// Index entries of the data blobs of this tree's files, looked up together on entry.
+    found: HashMap<BlobId, Option<IndexEntry>>,
     path: PathBuf,
     depth: usize,
 }
@@ -149,7 +153,7 @@ impl<'a> Walker<'a> {
         Walker {
             src,
             limits,
-            stack: vec![Frame { nodes: root.nodes.into_iter(), path: target, depth: 0 }],
+            stack: vec![Frame { nodes: root.nodes.into_iter(), found: HashMap::new(), path: target, depth: 0 }],
             links: HashMap::new(),
             dirs: Vec::new(),
             files: Vec::new(),
@@ -250,7 +254,8 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         summary.dirs += 1;
-        self.stack.push(Frame { nodes: tree.nodes.into_iter(), path: path.clone(), depth });
+        let found = look_up_files(self.src, &tree)?;
+        self.stack.push(Frame { nodes: tree.nodes.into_iter(), found, path: path.clone(), depth });
         self.dirs.push((depth, path, node));
         Ok(())
     }
@@ -295,7 +300,15 @@ impl<'a> Walker<'a> {
             self.link_to_origin(path, key, summary);
             return Ok(());
         }
-        let created = self.locate(&content)?.and_then(|blobs| write::create_file(&path).map(|()| blobs));
+        // Only the first path with this content becomes the origin of later links; it is created
+        // now, for them to link to. Other files are created by the worker that first writes them
+        // (or when the batch ends, if they hold no data), saving an open and close each.
+        let origin = key.filter(|k| !self.links.contains_key(k));
+        let located = self.locate(&content)?;
+        let created = match origin {
+            Some(_) => located.and_then(|blobs| write::create_file(&path).map(|()| blobs)),
+            None => located,
+        };
         let blobs = match created {
             Ok(blobs) => blobs,
             Err(reason) => {
@@ -317,20 +330,24 @@ impl<'a> Walker<'a> {
             offset += u64::from(entry.raw_length);
             self.uses += 1;
         }
-        // Only the first path with this content becomes the origin of later links.
-        let origin = key.filter(|k| !self.links.contains_key(k));
         if let Some(key) = origin {
             self.links.insert(key, LinkOrigin { path: path.clone(), state: LinkState::InBatch(idx), content: digest });
         }
-        self.files.push(PlannedFile { path, len: offset, links: Vec::new(), link_key: origin, node });
+        let created = origin.is_some();
+        self.files.push(PlannedFile { path, len: offset, links: Vec::new(), link_key: origin, created, node });
         Ok(())
     }
 
     /// Index entries for every blob of a file, or why the file cannot be restored.
     fn locate(&self, content: &[BlobId]) -> Result<Located> {
         let mut out = Vec::with_capacity(content.len());
+        let found = self.stack.last().map(|f| &f.found);
         for id in content {
-            match self.src.locate_data(id)? {
+            let entry = match found.and_then(|f| f.get(id)) {
+                Some(entry) => *entry,
+                None => self.src.locate_data(id)?,
+            };
+            match entry {
                 Some(entry) => out.push((*id, entry)),
                 None => return Ok(Err(format!("data blob {} is not in the index; run `cairn check`", id.to_hex()))),
             }
@@ -355,6 +372,24 @@ impl<'a> Walker<'a> {
             (Ok(()), _) => summary.files += 1,
         }
     }
+}
+
+/// Looks up the data blobs of every file in a tree in one sorted batch, which the index cache
+/// answers much faster than one look-up at a time. Memory follows the tree's own size.
+fn look_up_files(src: &dyn TreeSource, tree: &Tree) -> Result<HashMap<BlobId, Option<IndexEntry>>> {
+    let mut ids: Vec<BlobId> = tree
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::File { content } => Some(content.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = src.locate_data_many(&ids)?;
+    Ok(ids.into_iter().zip(entries).collect())
 }
 
 /// Merges blobs (sorted by offset) into reads: a blob joins the previous read when the gap is
