@@ -34,7 +34,12 @@ fn cache_err(path: &Path, e: impl std::fmt::Display) -> Error {
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 /// Memtable size: entries of new index objects wait here before they go to a table file.
 const WRITE_BUFFER_BYTES: usize = 8 << 20;
-/// Keys per batched look-up call (bounds the pinned values held at once).
+/// A batched look-up steps an iterator forward this many keys before it seeks instead.
+const STEPS_BEFORE_SEEK: usize = 8;
+/// A batch walks an iterator when it asks for at least one key in this many stored keys;
+/// sparser batches use batched point look-ups (which bloom filters make cheap across files).
+const SCAN_DENSITY: u64 = 16;
+/// Keys per batched point look-up call (bounds the pinned values held at once).
 const MULTI_GET_CHUNK: usize = 4096;
 
 /// Tuned for point look-ups of random keys: a bloom filter answers the misses of a backup
@@ -130,8 +135,8 @@ impl IndexCache {
     }
 
     fn open_at(path: &Path) -> Result<IndexCache> {
-        // Opened with its default column family named, which batched look-ups need.
-        // (`open_cf` would give it default options instead of ours.)
+        // Opened with its default column family named, which batched point look-ups need
+        // (`open_cf` would give it default options instead of ours).
         let cf = rocksdb::ColumnFamilyDescriptor::new("default", options());
         let db = rocksdb::DB::open_cf_descriptors(&options(), path, [cf]).map_err(|e| cache_err(path, e))?;
         match db.get(b"v").map_err(|e| cache_err(path, e))? {
@@ -230,16 +235,43 @@ impl IndexCache {
         decode_entry(v).ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder"))
     }
 
-    /// One batched look-up of keys in ascending order; RocksDB then reads each block once.
+    /// Batched point look-ups of keys in ascending order; RocksDB reads each block once per call.
     fn multi_get_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
         let cf = self.db.cf_handle("default").ok_or_else(|| cache_err(&self.path, "no default column family"))?;
         let mut out = Vec::with_capacity(keys.len());
-        for v in self.db.batched_multi_get_cf(cf, keys, true) {
-            match v.map_err(|e| cache_err(&self.path, e))? {
-                None => out.push(None),
-                Some(v) => out.push(Some(self.decode(&v)?)),
+        for chunk in keys.chunks(MULTI_GET_CHUNK) {
+            for v in self.db.batched_multi_get_cf(cf, chunk, true) {
+                match v.map_err(|e| cache_err(&self.path, e))? {
+                    None => out.push(None),
+                    Some(v) => out.push(Some(self.decode(&v)?)),
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// Looks up keys given in ascending order with one iterator: it steps forward to a near key
+    /// and seeks to a far one, so a dense batch costs a scan, a sparse one a seek per key.
+    fn lookup_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
+        let mut it = self.db.raw_iterator();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut positioned = false;
+        for key in keys {
+            let mut steps = 0;
+            while positioned && steps < STEPS_BEFORE_SEEK && it.key().is_some_and(|k| k < &key[..]) {
+                it.next();
+                steps += 1;
+            }
+            if !positioned || it.key().is_some_and(|k| k < &key[..]) {
+                it.seek(key);
+                positioned = true;
+            }
+            match it.key() {
+                Some(k) if k == &key[..] => out.push(Some(self.decode(it.value().unwrap_or_default())?)),
+                _ => out.push(None),
+            }
+        }
+        it.status().map_err(|e| cache_err(&self.path, e))?;
         Ok(out)
     }
 }
@@ -252,17 +284,21 @@ impl BlobIndex for IndexCache {
         }
     }
 
-    /// Sorts the keys and asks RocksDB for them in batches, which reads each table block once
-    /// per batch instead of once per key.
+    /// Sorts the keys, then walks one iterator over them when they are dense among the stored
+    /// keys (a scan), or asks for them in batched point look-ups when sparse.
     fn lookup_many(&self, kind: BlobType, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_unstable_by_key(|&i| ids[i]);
+        let keys: Vec<[u8; 34]> = order.iter().map(|&i| blob_key(kind, &ids[i])).collect();
+        let stored = self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(u64::MAX);
+        let found = if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored {
+            self.lookup_sorted(&keys)?
+        } else {
+            self.multi_get_sorted(&keys)?
+        };
         let mut out = vec![None; ids.len()];
-        for chunk in order.chunks(MULTI_GET_CHUNK) {
-            let keys: Vec<[u8; 34]> = chunk.iter().map(|&i| blob_key(kind, &ids[i])).collect();
-            for (&i, entry) in chunk.iter().zip(self.multi_get_sorted(&keys)?) {
-                out[i] = entry;
-            }
+        for (&i, entry) in order.iter().zip(found) {
+            out[i] = entry;
         }
         Ok(out)
     }
@@ -309,14 +345,14 @@ mod tests {
     }
 
     #[test]
-    fn lookup_many_answers_in_the_callers_order_across_batches() {
+    fn lookup_many_answers_in_the_callers_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = IndexCache::open(dir.path()).unwrap();
         let stored: Vec<u8> = (0..=255u8).filter(|b| b % 3 != 0).collect();
         let a = IndexId(Id([1; 32]));
         assert!(c.sync(&[a], |_| Ok(file(10, &stored))).unwrap().is_empty());
         // Unsorted, with repeats and misses, longer than one RocksDB batch.
-        let ids: Vec<BlobId> = (0..MULTI_GET_CHUNK + 300).map(|i| BlobId(Id([(i * 7919 % 256) as u8; 32]))).collect();
+        let ids: Vec<BlobId> = (0..5000).map(|i| BlobId(Id([(i * 7919 % 256) as u8; 32]))).collect();
         let many = c.lookup_many(BlobType::Data, &ids).unwrap();
         assert_eq!(many.len(), ids.len());
         for (id, got) in ids.iter().zip(&many) {
@@ -324,6 +360,10 @@ mod tests {
             assert_eq!(got.is_some(), id.as_bytes()[0] % 3 != 0);
         }
         assert!(c.lookup_many(BlobType::Tree, &ids).unwrap().iter().all(Option::is_none));
+        // Far apart (seeks rather than steps), and past the last key.
+        let far: Vec<BlobId> = [250u8, 1, 0, 255, 254].iter().map(|b| BlobId(Id([*b; 32]))).collect();
+        let found: Vec<bool> = c.lookup_many(BlobType::Data, &far).unwrap().iter().map(Option::is_some).collect();
+        assert_eq!(found, [true, true, false, false, true]);
     }
 
     #[test]
