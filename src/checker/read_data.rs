@@ -94,30 +94,35 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
     let mut order: Vec<&PackBlob> = index.iter().collect();
     order.sort_by_key(|b| b.offset);
     let mut hasher = blake3::Hasher::new();
-    let (mut window, mut window_start, mut at, mut next) = (Vec::new(), 0u64, 0u64, 0usize);
+    let (mut at, mut next, mut first) = (0u64, 0usize, None);
     let mut last = bytes::Bytes::new();
-    let mut first = None;
     while at < size {
-        let end = (at + chunk).min(size);
+        let end = chunk_end(&order[next..], at, size, chunk);
         let Some(bytes) = read_or_vanished(repo, &path, at..end, &mut v)? else { return Ok(v) };
         hasher.update(&bytes);
         v.bytes_read += bytes.len() as u64;
-        window.extend_from_slice(&bytes);
-        (at, last) = (end, bytes);
-        // Every blob now whole in the window; blobs are sorted, so none starts before it.
-        while let Some(b) = order.get(next).filter(|b| u64::from(b.offset) + u64::from(b.length) <= at) {
-            let start = (u64::from(b.offset) - window_start) as usize;
-            let sealed = window.get(start..start + b.length as usize).unwrap_or_default();
-            verify_blob(b, blob::open_blob(repo.key(), b.kind, &b.id, sealed), &mut v, &mut first);
+        // Every blob starting in this chunk; chunks end between blobs, so only an index that
+        // overlaps blobs needs a read of its own.
+        while let Some(b) = order.get(next).filter(|b| u64::from(b.offset) < end) {
             next += 1;
+            let (s, e) = (u64::from(b.offset), blob_end(b));
+            let sealed = if s >= at && e <= end {
+                bytes.slice((s - at) as usize..(e - at) as usize)
+            } else if e <= size {
+                match read_or_vanished(repo, &path, s..e, &mut v)? {
+                    Some(sealed) => sealed,
+                    None => return Ok(v),
+                }
+            } else {
+                verify_blob(b, Err(past_the_end()), &mut v, &mut first);
+                continue;
+            };
+            verify_blob(b, blob::open_blob(repo.key(), b.kind, &b.id, &sealed), &mut v, &mut first);
         }
-        let keep = order.get(next).map_or(at, |b| u64::from(b.offset).min(at));
-        window.drain(..(keep - window_start) as usize);
-        window_start = keep;
+        (at, last) = (end, bytes);
     }
     for b in &order[next..] {
-        let past = Err(crate::error::FormatError::invalid("blob", "lies past the end of the pack"));
-        verify_blob(b, past, &mut v, &mut first);
+        verify_blob(b, Err(past_the_end()), &mut v, &mut first);
     }
     let mut problems = Vec::new();
     if Id(*hasher.finalize().as_bytes()) != pack.0 {
@@ -133,6 +138,28 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
     }
     v.problems = problems;
     Ok(v)
+}
+
+fn blob_end(b: &PackBlob) -> u64 {
+    u64::from(b.offset) + u64::from(b.length)
+}
+
+fn past_the_end() -> crate::error::FormatError {
+    crate::error::FormatError::invalid("blob", "lies past the end of the pack")
+}
+
+/// Where the chunk read from `at` ends: about `chunk` bytes on, moved to a blob boundary so that
+/// no blob starting in it reaches past it (a blob longer than a chunk gets a chunk of its own).
+/// `rest` are the blobs not yet verified, by offset.
+fn chunk_end(rest: &[&PackBlob], at: u64, size: u64, chunk: u64) -> u64 {
+    let mut end = at.saturating_add(chunk).min(size);
+    for b in rest.iter().take_while(|b| u64::from(b.offset) < end) {
+        if blob_end(b) > end {
+            end = if u64::from(b.offset) > at { u64::from(b.offset) } else { blob_end(b).min(size) };
+            break;
+        }
+    }
+    end.max(at + 1).min(size)
 }
 
 /// Counts one blob read, and records it as lost if it failed.
