@@ -20,16 +20,17 @@ use std::io::Write;
 
 /// Blob ids looked up in one sorted batch.
 const LOOKUP_BATCH: usize = 8192;
-/// Neighbouring blobs of one pack closer than this are fetched in one read.
+/// Blobs of one pack closer than this (within one segment) are fetched in one read.
 const MAX_GAP: u64 = 1 << 20;
-/// A run grows no longer than this in sealed bytes (one blob alone may be longer)...
-const RUN_SEALED: u64 = 2 << 20;
-/// ...nor in plaintext bytes.
-const RUN_RAW: u64 = 8 << 20;
-/// Runs planned but not yet written, per worker.
+/// A segment grows no longer than this in plaintext bytes (one blob alone may be longer)...
+const SEGMENT_RAW: u64 = 4 << 20;
+/// ...nor in sealed bytes.
+const SEGMENT_SEALED: u64 = 4 << 20;
+/// Segments planned but not yet written, per worker.
 const IN_FLIGHT_PER_WORKER: usize = 2;
 
-/// Neighbouring blobs of one pack, read with one request.
+/// A stretch of the file's blobs, in file order; its worker reads them pack by pack (a
+/// database dump interleaves blobs of older packs with new ones) in few coalesced reads.
 struct Run {
     blobs: Vec<(BlobId, IndexEntry)>,
 }
@@ -148,12 +149,11 @@ impl Planner<'_> {
     }
 }
 
-/// Groups blobs, in file order, into runs of neighbours in one pack.
+/// Cuts blobs, in file order, into segments of bounded size.
 fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeque<Item> {
-    let end = |e: &IndexEntry| u64::from(e.offset) + u64::from(e.length);
     let mut items = VecDeque::new();
     let mut run: Vec<(BlobId, IndexEntry)> = Vec::new();
-    let mut raw = 0u64;
+    let (mut raw, mut sealed) = (0u64, 0u64);
     for (id, entry) in blobs {
         let Some(entry) = entry else {
             if !run.is_empty() {
@@ -163,18 +163,13 @@ fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeq
             // Nothing after a missing blob is written, so nothing after it is planned.
             return items;
         };
-        let joins = run.first().zip(run.last()).is_some_and(|((_, first), (_, last))| {
-            entry.pack == last.pack
-                && u64::from(entry.offset) >= end(last)
-                && u64::from(entry.offset) - end(last) <= MAX_GAP
-                && end(&entry) - u64::from(first.offset) <= RUN_SEALED
-                && raw + u64::from(entry.raw_length) <= RUN_RAW
-        });
-        if !joins && !run.is_empty() {
+        let full = raw + u64::from(entry.raw_length) > SEGMENT_RAW || sealed + u64::from(entry.length) > SEGMENT_SEALED;
+        if full && !run.is_empty() {
             items.push_back(Item::Run(Run { blobs: std::mem::take(&mut run) }));
-            raw = 0;
+            (raw, sealed) = (0, 0);
         }
         raw += u64::from(entry.raw_length);
+        sealed += u64::from(entry.length);
         run.push((id, entry));
     }
     if !run.is_empty() {
@@ -183,27 +178,56 @@ fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeq
     items
 }
 
-/// Reads one run and opens its blobs in order, stopping at the first that fails.
+/// A segment's blobs (positions in it) grouped into reads: per pack, by offset, neighbours
+/// closer than [`MAX_GAP`] together. Each read is (pack, start, end, positions).
+fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..run.blobs.len()).collect();
+    order.sort_by_key(|&i| (run.blobs[i].1.pack, run.blobs[i].1.offset));
+    let mut reads: Vec<(crate::id::PackId, u64, u64, Vec<usize>)> = Vec::new();
+    for i in order {
+        let e = &run.blobs[i].1;
+        let (start, end) = (u64::from(e.offset), u64::from(e.offset) + u64::from(e.length));
+        match reads.last_mut() {
+            Some((pack, _, last_end, at)) if *pack == e.pack && start <= last_end.saturating_add(MAX_GAP) => {
+                *last_end = (*last_end).max(end);
+                at.push(i);
+            }
+            _ => reads.push((e.pack, start, end, vec![i])),
+        }
+    }
+    reads
+}
+
+/// Reads one segment and opens its blobs; returns them in file order up to the first that
+/// fails, and why it failed.
 fn open_run(packs: &dyn PackSource, run: &Run) -> Opened {
-    let Some(((_, first), (_, last))) = run.blobs.first().zip(run.blobs.last()) else {
-        return (Vec::new(), None);
-    };
-    let start = u64::from(first.offset);
-    let bytes = match packs.read_range(&first.pack, start..u64::from(last.offset) + u64::from(last.length)) {
-        Ok(b) => b,
-        Err(e) => return (Vec::new(), Some(e)),
-    };
+    let mut opened: Vec<Option<Result<Vec<u8>>>> = run.blobs.iter().map(|_| None).collect();
+    for (pack, start, end, at) in plan_reads(run) {
+        match packs.read_range(&pack, start..end) {
+            Ok(bytes) => {
+                for i in at {
+                    let (id, e) = &run.blobs[i];
+                    let from = usize::try_from(u64::from(e.offset) - start).unwrap_or(usize::MAX);
+                    let sealed = from.checked_add(e.length as usize).and_then(|to| bytes.get(from..to));
+                    opened[i] = Some(match sealed {
+                        Some(sealed) => packs.open_data(id, e, sealed).and_then(|plain| check_length(id, e, plain)),
+                        None => Err(Error::Missing { object: ObjectRef::new(ObjectKind::Pack, pack.to_hex()) }),
+                    });
+                }
+            }
+            Err(err) => {
+                // Only the first failure in file order is reported; this read's first blob stands for it.
+                let first = at.iter().copied().min().unwrap_or(0);
+                opened[first] = Some(Err(err));
+            }
+        }
+    }
     let mut plains = Vec::with_capacity(run.blobs.len());
-    for (id, e) in &run.blobs {
-        let at = usize::try_from(u64::from(e.offset) - start).unwrap_or(usize::MAX);
-        let sealed = at.checked_add(e.length as usize).and_then(|end| bytes.get(at..end));
-        let opened = match sealed {
-            Some(sealed) => packs.open_data(id, e, sealed).and_then(|plain| check_length(id, e, plain)),
-            None => Err(Error::Missing { object: ObjectRef::new(ObjectKind::Pack, e.pack.to_hex()) }),
-        };
-        match opened {
-            Ok(plain) => plains.push(plain),
-            Err(err) => return (plains, Some(err)),
+    for slot in opened {
+        match slot {
+            Some(Ok(plain)) => plains.push(plain),
+            Some(Err(err)) => return (plains, Some(err)),
+            None => return (plains, Some(worker_gone())),
         }
     }
     (plains, None)
@@ -241,17 +265,24 @@ mod tests {
     }
 
     #[test]
-    fn runs_join_neighbours_of_one_pack_in_file_order_only() {
+    fn segments_are_bounded_and_read_pack_by_pack() {
         let id = |n: u8| BlobId(Id([n; 32]));
+        let big = (SEGMENT_RAW / 3) as u32;
+        // raw_length is 3 x length: a segment holds at most one blob of `big / 3` ... see entry().
         let blobs = vec![
-            (id(1), entry(1, 0, 100)),
-            (id(2), entry(1, 100, 100)),
-            (id(3), entry(1, 50, 10)),                            // backwards: new run
-            (id(4), entry(2, 60, 10)),                            // other pack: new run
-            (id(5), entry(2, 70 + (2 << 20), 10)),                // gap too large: new run
-            (id(6), entry(2, 80 + (2 << 20), RUN_SEALED as u32)), // run too long: new run
+            (id(1), entry(1, 0, big / 3)),
+            (id(2), entry(2, 500, 10)),
+            (id(3), entry(1, big / 3 + 5, 10)),
+            (id(4), entry(2, 510, big)),
+            (id(5), entry(1, 0, 10)),
         ];
-        assert_eq!(shape(&cut_runs(blobs.into_iter())), vec![2, 1, 1, 1, 1]);
+        let items = cut_runs(blobs.into_iter());
+        assert_eq!(shape(&items), vec![3, 1, 1]);
+        let Some(Item::Run(first)) = items.front() else { panic!("a run first") };
+        let reads: Vec<(u8, u64, u64, Vec<usize>)> =
+            plan_reads(first).into_iter().map(|(p, s, e, at)| (p.as_bytes()[0], s, e, at)).collect();
+        let third = u64::from(big / 3);
+        assert_eq!(reads, vec![(1, 0, third + 15, vec![0, 2]), (2, 500, 510, vec![1])]);
     }
 
     #[test]
