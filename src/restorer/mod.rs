@@ -103,11 +103,20 @@ fn restore_from(
     let root_tree = trees.tree(root)?;
     let mut summary = RestoreSummary::default();
     let mut walker = Walker::new(trees, limits, opts.target.clone(), root_tree);
-    while let Some(batch) = walker.next_batch(&mut summary)? {
+    // Each batch is restored while the next one is planned (trees read, entries created).
+    let mut next = walker.next_batch(&mut summary)?;
+    while let Some(batch) = next {
         let progress = write::Progress::new(&batch, opts.set_owner);
-        let failures = execute(packs, &batch, &progress, opts.workers);
+        let (failures, planned) = std::thread::scope(|s| {
+            let running = s.spawn(|| execute(packs, &batch, &progress, opts.workers));
+            let planned = walker.next_batch(&mut summary);
+            (running.join(), planned)
+        });
+        let failures =
+            failures.map_err(|_| Error::io("restoring", std::io::Error::other("a restore worker panicked")))?;
         let settled = write::finish_batch(batch, failures, progress, &mut summary);
-        walker.settle(settled);
+        walker.settle(settled, &mut summary);
+        next = planned?;
     }
     // Directories last, deepest first: creating and touching children moves a parent's mtime,
     // and a read-only directory mode would stop us writing into it.

@@ -47,8 +47,8 @@ impl Default for Limits {
             max_depth: crate::tree::MAX_DEPTH,
             max_gap: 1 << 20,
             max_range: 4 << 20,
-            batch_blobs: 1 << 18,
-            batch_entries: 1 << 16,
+            batch_blobs: 1 << 16,
+            batch_entries: 1 << 13,
         }
     }
 }
@@ -103,6 +103,8 @@ pub(crate) struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
     InBatch(usize),
+    /// In the batch handed out last, being restored while the next one is planned.
+    Pending,
     Restored,
     Failed,
 }
@@ -138,6 +140,10 @@ pub(crate) struct Walker<'a> {
     limits: Limits,
     stack: Vec<Frame>,
     links: HashMap<(u64, u64), LinkOrigin>,
+    /// Origins in the batch being planned (their state is `InBatch`).
+    origins_in_batch: Vec<(u64, u64)>,
+    /// Links made to `Pending` origins, kept or removed when their batch settles.
+    pending_links: Vec<((u64, u64), PathBuf)>,
     /// Every directory created, with its depth: attributes go on last, deepest first.
     pub dirs: Vec<(usize, PathBuf, Node)>,
     files: Vec<PlannedFile>,
@@ -155,6 +161,8 @@ impl<'a> Walker<'a> {
             limits,
             stack: vec![Frame { nodes: root.nodes.into_iter(), found: HashMap::new(), path: target, depth: 0 }],
             links: HashMap::new(),
+            origins_in_batch: Vec::new(),
+            pending_links: Vec::new(),
             dirs: Vec::new(),
             files: Vec::new(),
             packs: BTreeMap::new(),
@@ -168,6 +176,12 @@ impl<'a> Walker<'a> {
     /// error that makes the whole restore meaningless (a tree nested too deep, an unusable
     /// index) is returned; anything else is recorded in `summary.failed`.
     pub fn next_batch(&mut self, summary: &mut RestoreSummary) -> Result<Option<Batch>> {
+        // The last batch handed out may still be running: its origins are no longer in this one.
+        for key in std::mem::take(&mut self.origins_in_batch) {
+            if let Some(origin) = self.links.get_mut(&key) {
+                origin.state = LinkState::Pending;
+            }
+        }
         while self.uses < self.limits.batch_blobs && self.files.len() + self.meta.len() < self.limits.batch_entries {
             let Some(frame) = self.stack.last_mut() else { break };
             let Some(node) = frame.nodes.next() else {
@@ -194,11 +208,24 @@ impl<'a> Walker<'a> {
         Ok(Some(Batch { files: std::mem::take(&mut self.files), packs, meta: std::mem::take(&mut self.meta) }))
     }
 
-    /// Records how the files of a finished batch ended, for hard links still to come.
-    pub fn settle(&mut self, outcomes: Vec<((u64, u64), bool)>) {
+    /// Records how the files of a finished batch ended, for hard links still to come, and keeps
+    /// or removes the links made to them while they were being restored.
+    pub fn settle(&mut self, outcomes: Vec<((u64, u64), bool)>, summary: &mut RestoreSummary) {
         for (key, restored) in outcomes {
             if let Some(origin) = self.links.get_mut(&key) {
                 origin.state = if restored { LinkState::Restored } else { LinkState::Failed };
+            }
+        }
+        let links = std::mem::take(&mut self.pending_links);
+        for (key, path) in links {
+            match self.links.get(&key) {
+                Some(LinkOrigin { state: LinkState::Pending, .. }) => self.pending_links.push((key, path)),
+                Some(LinkOrigin { state: LinkState::Failed, path: origin, .. }) => {
+                    let reason = format!("hard link to {}, which could not be restored", origin.display());
+                    let _ = std::fs::remove_file(&path);
+                    summary.failed.push((path, reason));
+                }
+                _ => summary.files += 1,
             }
         }
     }
@@ -332,6 +359,7 @@ impl<'a> Walker<'a> {
         }
         if let Some(key) = origin {
             self.links.insert(key, LinkOrigin { path: path.clone(), state: LinkState::InBatch(idx), content: digest });
+            self.origins_in_batch.push(key);
         }
         let created = origin.is_some();
         self.files.push(PlannedFile { path, len: offset, links: Vec::new(), link_key: origin, created, node });
@@ -360,10 +388,11 @@ impl<'a> Walker<'a> {
         let state = origin.state;
         let linked = match state {
             LinkState::Failed => Err(format!("hard link to {}, which could not be restored", origin.path.display())),
-            LinkState::InBatch(_) | LinkState::Restored => write::hard_link(&origin.path, &path),
+            LinkState::InBatch(_) | LinkState::Pending | LinkState::Restored => write::hard_link(&origin.path, &path),
         };
         match (linked, state) {
             (Err(reason), _) => summary.failed.push((path, reason)),
+            (Ok(()), LinkState::Pending) => self.pending_links.push((key, path)),
             (Ok(()), LinkState::InBatch(idx)) => {
                 if let Some(file) = self.files.get_mut(idx) {
                     file.links.push(path);
