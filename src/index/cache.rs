@@ -212,6 +212,11 @@ impl IndexCache {
         Ok(skipped)
     }
 
+    /// Writes what is waiting in memory to table files, so the next open need not replay it.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| cache_err(&self.path, e))
+    }
+
     /// Empties the cache (it is rebuilt from the repository by the next `sync`).
     pub fn clear(&mut self) -> Result<()> {
         let mut batch = rocksdb::WriteBatch::default();
