@@ -44,8 +44,8 @@ const MULTI_GET_CHUNK: usize = 4096;
 
 /// Tuned for point look-ups of random keys: a bloom filter answers the misses of a backup
 /// (almost every new chunk) without reading a data block; uncompressed blocks with a hash index
-/// answer the hits with one short search. Index and filter blocks live in the bounded block
-/// cache, so memory follows these settings, not the number of blobs.
+/// answer the hits with one short search. Index and filter blocks are partitioned and live in
+/// the bounded block cache, so memory follows these settings, not the number of blobs.
 fn options() -> rocksdb::Options {
     let mut o = rocksdb::Options::default();
     o.create_if_missing(true);
@@ -57,7 +57,13 @@ fn options() -> rocksdb::Options {
     let mut t = rocksdb::BlockBasedOptions::default();
     t.set_bloom_filter(10.0, false);
     t.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+    // Index and filter blocks partitioned into small blocks that share the block cache, with
+    // only their top level pinned: a large repository's filters need not fit in memory at once.
+    t.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    t.set_partition_filters(true);
+    t.set_metadata_block_size(4096);
     t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_top_level_index_and_filter(true);
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t.set_format_version(5);
     if let Ok(cache) = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES) {
