@@ -120,12 +120,7 @@ pub fn check(
 }
 
 /// What the index objects say about one pack.
-struct Indexed {
-    index: IndexId,
-    blobs: u64,
-    /// End of the last blob: the header starts here.
-    end: u64,
-}
+type Indexed = crate::index::PackSummary;
 
 struct Checker<'a> {
     repo: &'a Repository,
@@ -151,10 +146,20 @@ impl Checker<'_> {
         self.report.findings.push(finding);
     }
 
-    /// Opens every index object; remembers per pack only what the size check needs.
+    /// Opens every index object; remembers per pack only what the size check needs. When the
+    /// index was loaded with [`load_index`], that pass already opened each one: its summary is
+    /// used, and only the damaged ones are opened again (to say what is wrong).
     fn check_index_objects(&mut self) -> Result<()> {
-        let ids: Vec<IndexId> = self.repo.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
         let repo = self.repo;
+        let ids: Vec<IndexId> = match repo.index_summary() {
+            Some(summary) => {
+                self.good_indexes = summary.good.clone();
+                self.listed_twice = summary.listed_twice;
+                self.indexed = summary.packs.clone();
+                summary.damaged.clone()
+            }
+            None => repo.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect(),
+        };
         for batch in ids.chunks(self.workers * 2) {
             let loaded: Vec<(IndexId, Result<IndexFile>)> =
                 self.pool.install(|| batch.par_iter().map(|id| (*id, repo.load_index_file(id))).collect());

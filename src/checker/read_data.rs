@@ -29,7 +29,7 @@ impl Checker<'_> {
     /// index object that names it (index objects are opened again, one at a time).
     pub(super) fn read_packs(&mut self) -> Result<()> {
         let mut queued: HashSet<PackId> = HashSet::new();
-        let mut batch: Vec<(PackId, Vec<PackBlob>)> = Vec::new();
+        let mut batch: Vec<(PackId, Vec<PackBlob>, u64)> = Vec::new();
         for id in self.good_indexes.clone() {
             let file = match self.repo.load_index_file(&id) {
                 Ok(file) => file,
@@ -44,8 +44,10 @@ impl Checker<'_> {
                 }
             };
             for p in file.packs {
-                if self.stored.contains_key(&p.id) && queued.insert(p.id) {
-                    batch.push((p.id, p.blobs));
+                if let Some(&size) = self.stored.get(&p.id)
+                    && queued.insert(p.id)
+                {
+                    batch.push((p.id, p.blobs, size));
                 }
                 if batch.len() >= self.workers * 2 {
                     self.read_batch(std::mem::take(&mut batch))?;
@@ -55,10 +57,11 @@ impl Checker<'_> {
         self.read_batch(batch)
     }
 
-    fn read_batch(&mut self, batch: Vec<(PackId, Vec<PackBlob>)>) -> Result<()> {
+    fn read_batch(&mut self, batch: Vec<(PackId, Vec<PackBlob>, u64)>) -> Result<()> {
         let repo = self.repo;
-        let verdicts: Vec<Result<Verdict>> =
-            self.pool.install(|| batch.into_par_iter().map(|(id, blobs)| read_pack(repo, id, &blobs)).collect());
+        let verdicts: Vec<Result<Verdict>> = self
+            .pool
+            .install(|| batch.into_par_iter().map(|(id, blobs, size)| read_pack(repo, id, &blobs, size)).collect());
         for verdict in verdicts {
             let v = verdict?;
             self.report.blobs_read += v.blobs_read;
@@ -75,45 +78,145 @@ impl Checker<'_> {
     }
 }
 
-/// Downloads one pack and verifies its name, its header against the index, and every blob the
-/// index places in it (the blobs restore would read).
-fn read_pack(repo: &Repository, pack: PackId, index: &[PackBlob]) -> Result<Verdict> {
+/// Bytes of a pack read at once (plus at most one blob reaching past them).
+const READ_CHUNK: u64 = 4 << 20;
+
+/// Reads one pack front to back in chunks, hashing every byte, and verifies its name, its
+/// header against the index, and every blob the index places in it (the blobs restore would
+/// read). Memory: one chunk and one blob, whatever the pack's size.
+fn read_pack(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64) -> Result<Verdict> {
+    read_pack_in(repo, pack, index, size, READ_CHUNK)
+}
+
+fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, chunk: u64) -> Result<Verdict> {
     let mut v = Verdict { pack, problems: Vec::new(), missing: false, lost: Vec::new(), blobs_read: 0, bytes_read: 0 };
-    let bytes = match repo.backend().get(&object_path(ObjectKind::Pack, &pack.to_hex())) {
-        Ok(bytes) => bytes,
+    let path = object_path(ObjectKind::Pack, &pack.to_hex());
+    let mut order: Vec<&PackBlob> = index.iter().collect();
+    order.sort_by_key(|b| b.offset);
+    let mut hasher = blake3::Hasher::new();
+    let (mut at, mut next, mut first) = (0u64, 0usize, None);
+    let mut last = bytes::Bytes::new();
+    while at < size {
+        let end = chunk_end(&order[next..], at, size, chunk);
+        let Some(bytes) = read_or_vanished(repo, &path, at..end, &mut v)? else { return Ok(v) };
+        hasher.update(&bytes);
+        v.bytes_read += bytes.len() as u64;
+        // Every blob starting in this chunk; chunks end between blobs, so only an index that
+        // overlaps blobs needs a read of its own.
+        while let Some(b) = order.get(next).filter(|b| u64::from(b.offset) < end) {
+            next += 1;
+            let (s, e) = (u64::from(b.offset), blob_end(b));
+            let sealed = if s >= at && e <= end {
+                bytes.slice((s - at) as usize..(e - at) as usize)
+            } else if e <= size {
+                match read_or_vanished(repo, &path, s..e, &mut v)? {
+                    Some(sealed) => sealed,
+                    None => return Ok(v),
+                }
+            } else {
+                verify_blob(b, Err(past_the_end()), &mut v, &mut first);
+                continue;
+            };
+            verify_blob(b, blob::open_blob(repo.key(), b.kind, &b.id, &sealed), &mut v, &mut first);
+        }
+        (at, last) = (end, bytes);
+    }
+    for b in &order[next..] {
+        verify_blob(b, Err(past_the_end()), &mut v, &mut first);
+    }
+    let mut problems = Vec::new();
+    if Id(*hasher.finalize().as_bytes()) != pack.0 {
+        problems.push("its content does not match its name (the bytes were changed)".into());
+    }
+    match read_header(repo, &path, size, &last, &mut v)? {
+        Some(Ok(header)) => problems.extend(compare_header(&header, index)),
+        Some(Err(e)) => problems.push(format!("its header cannot be read: {e}")),
+        None => return Ok(v),
+    }
+    if let Some(first) = first {
+        problems.push(format!("{} of its {} blobs fail verification (first: {first})", v.lost.len(), index.len()));
+    }
+    v.problems = problems;
+    Ok(v)
+}
+
+fn blob_end(b: &PackBlob) -> u64 {
+    u64::from(b.offset) + u64::from(b.length)
+}
+
+fn past_the_end() -> crate::error::FormatError {
+    crate::error::FormatError::invalid("blob", "lies past the end of the pack")
+}
+
+/// Where the chunk read from `at` ends: about `chunk` bytes on, moved to a blob boundary so that
+/// no blob starting in it reaches past it (a blob longer than a chunk gets a chunk of its own).
+/// `rest` are the blobs not yet verified, by offset.
+fn chunk_end(rest: &[&PackBlob], at: u64, size: u64, chunk: u64) -> u64 {
+    let mut end = at.saturating_add(chunk).min(size);
+    for b in rest.iter().take_while(|b| u64::from(b.offset) < end) {
+        if blob_end(b) > end {
+            end = if u64::from(b.offset) > at { u64::from(b.offset) } else { blob_end(b).min(size) };
+            break;
+        }
+    }
+    end.max(at + 1).min(size)
+}
+
+/// Counts one blob read, and records it as lost if it failed.
+fn verify_blob(
+    b: &PackBlob,
+    opened: std::result::Result<Vec<u8>, crate::error::FormatError>,
+    v: &mut Verdict,
+    first: &mut Option<String>,
+) {
+    v.blobs_read += 1;
+    if let Err(e) = opened {
+        first.get_or_insert_with(|| format!("{} {}: {e}", blob_kind(b.kind), b.id.short()));
+        v.lost.push(b.id);
+    }
+}
+
+/// A range of the pack; `None` (recorded in the verdict) if the pack vanished meanwhile.
+fn read_or_vanished(
+    repo: &Repository,
+    path: &str,
+    range: std::ops::Range<u64>,
+    v: &mut Verdict,
+) -> Result<Option<bytes::Bytes>> {
+    match repo.backend().get_range(path, range) {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(BackendError::NotFound(_)) => {
             v.problems.push("vanished from the storage during the check".into());
             v.missing = true;
-            return Ok(v);
+            Ok(None)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pack's header, decoded; its bytes come from the last chunk read when they lie inside
+/// it. `None` if the pack vanished meanwhile.
+fn read_header(
+    repo: &Repository,
+    path: &str,
+    size: u64,
+    last: &bytes::Bytes,
+    v: &mut Verdict,
+) -> Result<Option<std::result::Result<Vec<PackBlob>, crate::error::FormatError>>> {
+    let last_start = size - last.len() as u64;
+    let get = |r: std::ops::Range<u64>, v: &mut Verdict| {
+        if r.start >= last_start {
+            return Ok(Some(last.slice((r.start - last_start) as usize..(r.end - last_start) as usize)));
+        }
+        read_or_vanished(repo, path, r, v)
     };
-    v.bytes_read = bytes.len() as u64;
-    if Id::of_stored(&bytes) != pack.0 {
-        v.problems.push("its content does not match its name (the bytes were changed)".into());
-    }
-    match pack::read_header(repo.key(), &bytes) {
-        Ok(header) => v.problems.extend(compare_header(&header, index)),
-        Err(e) => v.problems.push(format!("its header cannot be read: {e}")),
-    }
-    let mut first = None;
-    for b in index {
-        let end = u64::from(b.offset) + u64::from(b.length);
-        let sealed = usize::try_from(end).ok().and_then(|end| bytes.get(b.offset as usize..end));
-        let opened = match sealed {
-            Some(sealed) => blob::open_blob(repo.key(), b.kind, &b.id, sealed).map(|_| ()).map_err(|e| e.to_string()),
-            None => Err("lies past the end of the pack".to_string()),
-        };
-        v.blobs_read += 1;
-        if let Err(e) = opened {
-            first.get_or_insert_with(|| format!("{} {}: {e}", blob_kind(b.kind), b.id.short()));
-            v.lost.push(b.id);
-        }
-    }
-    if let Some(first) = first {
-        v.problems.push(format!("{} of its {} blobs fail verification (first: {first})", v.lost.len(), index.len()));
-    }
-    Ok(v)
+    let Some(tail) = get(size.saturating_sub(4)..size, v)? else { return Ok(None) };
+    let range = match pack::header_range(size, &tail) {
+        Ok(range) => range,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    let Some(sealed) = get(range.clone(), v)? else { return Ok(None) };
+    Ok(Some(pack::decode_header(repo.key(), &sealed, range.start)))
 }
 
 fn compare_header(header: &[PackBlob], index: &[PackBlob]) -> Option<String> {
@@ -124,4 +227,45 @@ fn compare_header(header: &[PackBlob], index: &[PackBlob]) -> Option<String> {
     let only_header = in_header.difference(&in_index).count();
     (only_index + only_header > 0)
         .then(|| format!("its header and the index disagree: {only_index} entries only in the index, {only_header} only in the header"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{BlobType, seal_blob};
+    use crate::pack::PackWriter;
+    use crate::repo::testing::memory_repo;
+    use bytes::Bytes;
+
+    #[test]
+    fn chunked_reads_verify_blobs_that_straddle_chunks() {
+        let t = memory_repo();
+        let repo = &t.repo;
+        let mut w = PackWriter::new();
+        for i in 0..5u8 {
+            let data = vec![i; 100 + usize::from(i) * 37];
+            let id = repo.key().blob_id(&data);
+            w.add(BlobType::Data, id, &seal_blob(repo.key(), BlobType::Data, &id, &data, 3), data.len() as u32)
+                .unwrap();
+        }
+        let p = w.finish(repo.key()).unwrap();
+        repo.put_pack(&p).unwrap();
+        let size = p.bytes.len() as u64;
+        for chunk in [1, 7, 64, 1 << 20] {
+            let v = read_pack_in(repo, p.id, &p.blobs, size, chunk).unwrap();
+            assert!(v.problems.is_empty(), "chunk {chunk}: {:?}", v.problems);
+            assert_eq!((v.blobs_read, v.bytes_read), (5, size));
+        }
+        // One flipped byte inside the third blob: the name and that blob fail, nothing else.
+        let mut bytes = p.bytes.clone();
+        bytes[p.blobs[2].offset as usize + 20] ^= 1;
+        let path = object_path(ObjectKind::Pack, &p.id.to_hex());
+        repo.backend().delete(&path).unwrap();
+        repo.backend().put_new(&path, Bytes::from(bytes)).unwrap();
+        for chunk in [7, 1 << 20] {
+            let v = read_pack_in(repo, p.id, &p.blobs, size, chunk).unwrap();
+            assert_eq!(v.lost, vec![p.blobs[2].id], "chunk {chunk}");
+            assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        }
+    }
 }

@@ -11,8 +11,11 @@ use crate::error::{ObjectKind, ObjectRef, Result};
 use crate::id::BlobId;
 use crate::index::IndexEntry;
 use crate::repo::blob_kind;
-use crate::tree::{Node, NodeKind};
-use std::collections::HashSet;
+use crate::tree::{Node, NodeKind, Tree};
+use std::collections::{HashMap, HashSet};
+
+/// Index entries of the data blobs of one tree's files, looked up together.
+type Found = HashMap<BlobId, Option<IndexEntry>>;
 
 /// Where the walk found a blob: readable at an index entry, or lost with a damaged object.
 enum Located {
@@ -26,6 +29,7 @@ struct Frame {
     path: String,
     nodes: std::vec::IntoIter<Node>,
     tainted: bool,
+    found: Found,
 }
 
 enum Enter {
@@ -62,7 +66,7 @@ impl Checker<'_> {
                     Enter::Skip { tainted } => top.tainted |= tainted,
                     Enter::Walk(frame) => stack.push(frame),
                 },
-                NodeKind::File { content } => top.tainted |= self.check_file(snap, &path, &content)?,
+                NodeKind::File { content } => top.tainted |= self.check_file(snap, &path, &content, &top.found)?,
                 _ => {}
             }
         }
@@ -83,7 +87,10 @@ impl Checker<'_> {
             Located::Lost(target) => return Ok(self.lost_tree(target, tree, snap, &whole)),
         };
         match self.repo.load_tree(&tree) {
-            Ok(t) => Ok(Enter::Walk(Frame { tree, path, nodes: t.nodes.into_iter(), tainted: false })),
+            Ok(t) => {
+                let found = self.look_up_files(&t)?;
+                Ok(Enter::Walk(Frame { tree, path, nodes: t.nodes.into_iter(), tainted: false, found }))
+            }
             Err(e) => {
                 let problem = format!("cannot be read from pack {}: {}", entry.pack.short(), damage_text(e)?);
                 let target = Target::Blob(BlobType::Tree, tree);
@@ -100,11 +107,29 @@ impl Checker<'_> {
         Enter::Skip { tainted: true }
     }
 
+    /// Looks up the data blobs of every file in a tree in one sorted batch: the cache answers
+    /// that much faster than one look-up at a time. Memory follows the tree's own size.
+    fn look_up_files(&self, tree: &Tree) -> Result<Found> {
+        let mut ids: Vec<BlobId> = tree
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::File { content } => Some(content.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let entries = self.index.lookup_many(BlobType::Data, &ids)?;
+        Ok(ids.into_iter().zip(entries).collect())
+    }
+
     /// Whether any of a file's blobs is lost; each damaged object it needs learns its path once.
-    fn check_file(&mut self, snap: usize, path: &str, content: &[BlobId]) -> Result<bool> {
+    fn check_file(&mut self, snap: usize, path: &str, content: &[BlobId], found: &Found) -> Result<bool> {
         let mut hit: Vec<Target> = Vec::new();
         for id in content {
-            if let Located::Lost(target) = self.locate(BlobType::Data, *id)?
+            if let Located::Lost(target) = self.locate_found(BlobType::Data, *id, found.get(id).copied())?
                 && !hit.contains(&target)
             {
                 self.need(target, snap, path);
@@ -116,11 +141,20 @@ impl Checker<'_> {
 
     /// Finds a blob through the index cache and decides whether damage already found loses it.
     fn locate(&mut self, kind: BlobType, id: BlobId) -> Result<Located> {
+        self.locate_found(kind, id, None)
+    }
+
+    /// [`locate`](Self::locate), with the blob's index entry if it was already looked up.
+    fn locate_found(&mut self, kind: BlobType, id: BlobId, found: Option<Option<IndexEntry>>) -> Result<Located> {
         let own = Target::Blob(kind, id);
         if self.damage.contains_key(&own) {
             return Ok(Located::Lost(own));
         }
-        let Some(entry) = self.index.lookup(kind, &id)? else {
+        let looked_up = match found {
+            Some(entry) => entry,
+            None => self.index.lookup(kind, &id)?,
+        };
+        let Some(entry) = looked_up else {
             let object = ObjectRef::new(blob_kind(kind), id.to_hex());
             let problem = "is not in the index: no index object says which pack holds it".to_string();
             self.damage.insert(own, Damage::new(object, BLOB_UNINDEXED).with(problem, true));

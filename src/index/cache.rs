@@ -30,12 +30,56 @@ fn cache_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Cache { path: path.to_path_buf(), reason: e.to_string() }
 }
 
+/// Block cache for data, index and filter blocks: the bound on what lookups keep in memory.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Memtable size: entries of new index objects wait here before they go to a table file.
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// A batched look-up steps an iterator forward this many keys before it seeks instead.
+const STEPS_BEFORE_SEEK: usize = 8;
+/// A batch walks an iterator when it asks for at least one key in this many stored keys;
+/// sparser batches use batched point look-ups (which bloom filters make cheap across files).
+const SCAN_DENSITY: u64 = 16;
+/// Keys per batched point look-up call (bounds the pinned values held at once).
+const MULTI_GET_CHUNK: usize = 4096;
+
+/// Tuned for point look-ups of random keys: a bloom filter answers the misses of a backup
+/// (almost every new chunk) without reading a data block; uncompressed blocks with a hash index
+/// answer the hits with one short search. Index and filter blocks are partitioned and live in
+/// the bounded block cache, so memory follows these settings, not the number of blobs.
 fn options() -> rocksdb::Options {
     let mut o = rocksdb::Options::default();
     o.create_if_missing(true);
     o.set_max_open_files(256);
     o.set_keep_log_file_num(2);
+    o.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    o.set_max_write_buffer_number(2);
+    o.set_compression_type(rocksdb::DBCompressionType::None);
+    let mut t = rocksdb::BlockBasedOptions::default();
+    t.set_bloom_filter(10.0, false);
+    t.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+    // Index and filter blocks partitioned into small blocks that share the block cache, with
+    // only their top level pinned: a large repository's filters need not fit in memory at once.
+    t.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    t.set_partition_filters(true);
+    t.set_metadata_block_size(4096);
+    t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_top_level_index_and_filter(true);
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    t.set_format_version(5);
+    if let Ok(cache) = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES) {
+        t.set_block_cache(&cache);
+    }
+    o.set_block_based_table_factory(&t);
     o
+}
+
+/// Writes skip RocksDB's log: the cache is disposable, an index object's entries and its `i`
+/// marker go in one batch (so one memtable), and memtables are flushed after a sync and on
+/// close. A crash loses at most whole index objects, which the next sync adds again.
+fn write_options() -> rocksdb::WriteOptions {
+    let mut w = rocksdb::WriteOptions::default();
+    w.disable_wal(true);
+    w
 }
 
 fn blob_key(kind: BlobType, id: &BlobId) -> [u8; 34] {
@@ -97,7 +141,10 @@ impl IndexCache {
     }
 
     fn open_at(path: &Path) -> Result<IndexCache> {
-        let db = rocksdb::DB::open(&options(), path).map_err(|e| cache_err(path, e))?;
+        // Opened with its default column family named, which batched point look-ups need
+        // (`open_cf` would give it default options instead of ours).
+        let cf = rocksdb::ColumnFamilyDescriptor::new("default", options());
+        let db = rocksdb::DB::open_cf_descriptors(&options(), path, [cf]).map_err(|e| cache_err(path, e))?;
         match db.get(b"v").map_err(|e| cache_err(path, e))? {
             Some(v) if v == LAYOUT_VERSION => {}
             None if db.iterator(rocksdb::IteratorMode::Start).next().is_none() => {
@@ -132,7 +179,7 @@ impl IndexCache {
             }
         }
         batch.put(index_key(id), b"");
-        self.db.write(batch).map_err(|e| cache_err(&self.path, e))
+        self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))
     }
 
     /// Brings the cache in line with the repository's index objects. `load` fetches and opens
@@ -164,7 +211,16 @@ impl IndexCache {
                 }
             }
         }
+        if !missing.is_empty() {
+            // To table files now, so that the next open reads them instead of replaying writes.
+            self.db.flush().map_err(|e| cache_err(&self.path, e))?;
+        }
         Ok(skipped)
+    }
+
+    /// Writes what is waiting in memory to table files, so the next open need not replay it.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| cache_err(&self.path, e))
     }
 
     /// Empties the cache (it is rebuilt from the repository by the next `sync`).
@@ -176,7 +232,8 @@ impl IndexCache {
                 batch.delete(k);
             }
         }
-        self.db.write(batch).map_err(|e| cache_err(&self.path, e))
+        self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))?;
+        self.db.flush().map_err(|e| cache_err(&self.path, e))
     }
 
     pub fn path(&self) -> &Path {
@@ -184,14 +241,77 @@ impl IndexCache {
     }
 }
 
+impl IndexCache {
+    fn decode(&self, v: &[u8]) -> Result<IndexEntry> {
+        decode_entry(v).ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder"))
+    }
+
+    /// Batched point look-ups of keys in ascending order; RocksDB reads each block once per call.
+    fn multi_get_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
+        let cf = self.db.cf_handle("default").ok_or_else(|| cache_err(&self.path, "no default column family"))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MULTI_GET_CHUNK) {
+            for v in self.db.batched_multi_get_cf(cf, chunk, true) {
+                match v.map_err(|e| cache_err(&self.path, e))? {
+                    None => out.push(None),
+                    Some(v) => out.push(Some(self.decode(&v)?)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Looks up keys given in ascending order with one iterator: it steps forward to a near key
+    /// and seeks to a far one, so a dense batch costs a scan, a sparse one a seek per key.
+    fn lookup_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
+        let mut it = self.db.raw_iterator();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut positioned = false;
+        for key in keys {
+            let mut steps = 0;
+            while positioned && steps < STEPS_BEFORE_SEEK && it.key().is_some_and(|k| k < &key[..]) {
+                it.next();
+                steps += 1;
+            }
+            if !positioned || it.key().is_some_and(|k| k < &key[..]) {
+                it.seek(key);
+                positioned = true;
+            }
+            match it.key() {
+                Some(k) if k == &key[..] => out.push(Some(self.decode(it.value().unwrap_or_default())?)),
+                _ => out.push(None),
+            }
+        }
+        it.status().map_err(|e| cache_err(&self.path, e))?;
+        Ok(out)
+    }
+}
+
 impl BlobIndex for IndexCache {
     fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>> {
         match self.db.get_pinned(blob_key(kind, id)).map_err(|e| cache_err(&self.path, e))? {
             None => Ok(None),
-            Some(v) => decode_entry(&v)
-                .map(Some)
-                .ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder")),
+            Some(v) => self.decode(&v).map(Some),
         }
+    }
+
+    /// Sorts the keys, then walks one iterator over them when they are dense among the stored
+    /// keys (a scan), or asks for them in batched point look-ups when sparse.
+    fn lookup_many(&self, kind: BlobType, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_unstable_by_key(|&i| ids[i]);
+        let keys: Vec<[u8; 34]> = order.iter().map(|&i| blob_key(kind, &ids[i])).collect();
+        let stored = self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(u64::MAX);
+        let found = if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored {
+            self.lookup_sorted(&keys)?
+        } else {
+            self.multi_get_sorted(&keys)?
+        };
+        let mut out = vec![None; ids.len()];
+        for (&i, entry) in order.iter().zip(found) {
+            out[i] = entry;
+        }
+        Ok(out)
     }
 }
 
@@ -233,6 +353,28 @@ mod tests {
         assert!(c.sync(&[a], load).unwrap().is_empty());
         assert_eq!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap(), None);
         assert!(c.lookup(BlobType::Data, &BlobId(Id([1; 32]))).unwrap().is_some());
+    }
+
+    #[test]
+    fn lookup_many_answers_in_the_callers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = IndexCache::open(dir.path()).unwrap();
+        let stored: Vec<u8> = (0..=255u8).filter(|b| b % 3 != 0).collect();
+        let a = IndexId(Id([1; 32]));
+        assert!(c.sync(&[a], |_| Ok(file(10, &stored))).unwrap().is_empty());
+        // Unsorted, with repeats and misses, longer than one RocksDB batch.
+        let ids: Vec<BlobId> = (0..5000).map(|i| BlobId(Id([(i * 7919 % 256) as u8; 32]))).collect();
+        let many = c.lookup_many(BlobType::Data, &ids).unwrap();
+        assert_eq!(many.len(), ids.len());
+        for (id, got) in ids.iter().zip(&many) {
+            assert_eq!(*got, c.lookup(BlobType::Data, id).unwrap(), "{id:?}");
+            assert_eq!(got.is_some(), id.as_bytes()[0] % 3 != 0);
+        }
+        assert!(c.lookup_many(BlobType::Tree, &ids).unwrap().iter().all(Option::is_none));
+        // Far apart (seeks rather than steps), and past the last key.
+        let far: Vec<BlobId> = [250u8, 1, 0, 255, 254].iter().map(|b| BlobId(Id([*b; 32]))).collect();
+        let found: Vec<bool> = c.lookup_many(BlobType::Data, &far).unwrap().iter().map(Option::is_some).collect();
+        assert_eq!(found, [true, true, false, false, true]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::error::{BackendError, Error, FormatError, ObjectKind, ObjectRef, Resu
 use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 use crate::index::cache::IndexCache;
 use crate::index::file::IndexFile;
-use crate::index::{BlobIndex, IndexEntry};
+use crate::index::{BlobIndex, IndexEntry, IndexSummary};
 use crate::pack::FinishedPack;
 use crate::snapshot::Snapshot;
 use crate::tree::{Timestamp, Tree};
@@ -71,7 +71,13 @@ pub struct Repository {
     key: MasterKey,
     config: RepoConfig,
     location: String,
-    index: Option<IndexCache>,
+    index: Option<LoadedIndex>,
+}
+
+/// The index cache, and what the last full pass over the index objects learned (`check`).
+struct LoadedIndex {
+    cache: IndexCache,
+    summary: Option<IndexSummary>,
 }
 
 impl Repository {
@@ -258,8 +264,8 @@ impl Repository {
     /// be stored.
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
         let id = IndexId(self.save_named(ObjectKind::Index, &file.encode())?);
-        if let Some(cache) = &self.index {
-            cache.add(&id, file)?;
+        if let Some(loaded) = &self.index {
+            loaded.cache.add(&id, file)?;
         }
         Ok(id)
     }
@@ -279,41 +285,67 @@ impl Repository {
         let mut cache = IndexCache::open(&dir)?;
         let ids: Vec<IndexId> = self.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
         let skipped = cache.sync(&ids, |id| self.load_index_file(id))?;
-        self.index = Some(cache);
+        self.index = Some(LoadedIndex { cache, summary: None });
         Ok(skipped)
     }
 
-    /// Like [`load_index`](Self::load_index), but for `check`: opens every index object, leaves
-    /// damaged or vanished ones out of the cache instead of failing, and returns them with what
-    /// is wrong. A cache that mirrored one before it was damaged is rebuilt without it, so what
-    /// check sees does not depend on the cache's history. Storage and cache failures are errors.
+    /// Like [`load_index`](Self::load_index), but for `check`: opens every index object once,
+    /// mirrors the new ones, leaves damaged or vanished ones out of the cache instead of failing,
+    /// and returns them with what is wrong. A cache that mirrored one before it was damaged (or
+    /// one the repository no longer has) is rebuilt without it, so what check sees does not
+    /// depend on the cache's history. What the pass learned about packs is kept (see
+    /// [`index_summary`](Self::index_summary)). Storage and cache failures are errors.
     pub fn load_index_skipping_damaged(&mut self, cache_root: &Path) -> Result<Vec<(IndexId, Error)>> {
         use rayon::prelude::*;
         let dir = cache_dir(cache_root, &self.config.id);
         self.index = None; // RocksDB allows one opener per folder: close ours first
         let mut cache = IndexCache::open(&dir)?;
         let ids: Vec<IndexId> = self.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect();
-        let mut good = Vec::with_capacity(ids.len());
+        let mirrored = cache.mirrored()?;
+        let mut summary = IndexSummary::default();
         let mut damaged = Vec::new();
+        let mut added = false;
         for batch in ids.chunks(8) {
             let loaded: Vec<(IndexId, Result<IndexFile>)> =
                 batch.par_iter().map(|id| (*id, self.load_index_file(id))).collect();
             for (id, result) in loaded {
                 match result {
-                    Ok(_) => good.push(id),
+                    Ok(file) => {
+                        if !mirrored.contains(&id) {
+                            cache.add(&id, &file)?;
+                            added = true;
+                        }
+                        summary.note(id, &file);
+                    }
                     Err(e @ (Error::Corrupt { .. } | Error::Missing { .. })) => damaged.push((id, e)),
                     Err(e) => return Err(e),
                 }
             }
         }
-        // Sync with the good ones only: a cache that mirrored a now-damaged one is rebuilt.
-        damaged.extend(cache.sync(&good, |id| self.load_index_file(id))?);
-        self.index = Some(cache);
+        summary.damaged = damaged.iter().map(|(id, _)| *id).collect();
+        let good: std::collections::HashSet<IndexId> = summary.good.iter().copied().collect();
+        if !mirrored.is_subset(&good) {
+            // Rare: rebuilt from the good ones (opened once more).
+            cache.clear()?;
+            damaged.extend(cache.sync(&summary.good, |id| self.load_index_file(id))?);
+        } else if added {
+            cache.flush()?;
+        }
+        self.index = Some(LoadedIndex { cache, summary: Some(summary) });
         Ok(damaged)
     }
 
     pub fn index(&self) -> Result<&IndexCache> {
-        self.index.as_ref().ok_or_else(|| Error::Usage("internal: index used before load_index".into()))
+        self.index
+            .as_ref()
+            .map(|loaded| &loaded.cache)
+            .ok_or_else(|| Error::Usage("internal: index used before load_index".into()))
+    }
+
+    /// What [`load_index_skipping_damaged`](Self::load_index_skipping_damaged) learned about
+    /// the index objects and the packs they name; `None` after a plain `load_index`.
+    pub fn index_summary(&self) -> Option<&IndexSummary> {
+        self.index.as_ref().and_then(|loaded| loaded.summary.as_ref())
     }
 
     pub fn put_pack(&self, pack: &FinishedPack) -> Result<()> {

@@ -7,11 +7,12 @@
 //! attributes, directories last and deepest first. A damaged blob or unreadable pack fails only
 //! the files that need it: they are removed and listed in [`RestoreSummary::failed`].
 
+mod dump;
 mod plan;
 mod write;
 
 use crate::blob::BlobType;
-use crate::error::{Error, ObjectKind, ObjectRef, Result};
+use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::{BlobIndex, IndexEntry};
 use crate::repo::Repository;
@@ -68,6 +69,9 @@ impl TreeSource for Repository {
     fn locate_data(&self, id: &BlobId) -> Result<Option<IndexEntry>> {
         self.index()?.lookup(BlobType::Data, id)
     }
+    fn locate_data_many(&self, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        self.index()?.lookup_many(BlobType::Data, ids)
+    }
 }
 
 impl PackSource for Repository {
@@ -99,10 +103,20 @@ fn restore_from(
     let root_tree = trees.tree(root)?;
     let mut summary = RestoreSummary::default();
     let mut walker = Walker::new(trees, limits, opts.target.clone(), root_tree);
-    while let Some(batch) = walker.next_batch(&mut summary)? {
-        let failures = execute(packs, &batch, opts.workers);
-        let settled = write::finish_batch(batch, failures, opts.set_owner, &mut summary);
-        walker.settle(settled);
+    // Each batch is restored while the next one is planned (trees read, entries created).
+    let mut next = walker.next_batch(&mut summary)?;
+    while let Some(batch) = next {
+        let progress = write::Progress::new(&batch, opts.set_owner);
+        let (failures, planned) = std::thread::scope(|s| {
+            let running = s.spawn(|| execute(packs, &batch, &progress, opts.workers));
+            let planned = walker.next_batch(&mut summary);
+            (running.join(), planned)
+        });
+        let failures =
+            failures.map_err(|_| Error::io("restoring", std::io::Error::other("a restore worker panicked")))?;
+        let settled = write::finish_batch(batch, failures, progress, &mut summary);
+        walker.settle(settled, &mut summary);
+        next = planned?;
     }
     // Directories last, deepest first: creating and touching children moves a parent's mtime,
     // and a read-only directory mode would stop us writing into it.
@@ -116,14 +130,14 @@ fn restore_from(
 
 /// Fills the files of a batch: `workers` threads take packs from a shared counter. Returns, per
 /// file, the first reason it failed.
-fn execute(src: &dyn PackSource, batch: &Batch, workers: usize) -> Vec<Option<String>> {
+fn execute(src: &dyn PackSource, batch: &Batch, progress: &write::Progress, workers: usize) -> Vec<Option<String>> {
     let failures: Vec<OnceLock<String>> = batch.files.iter().map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let threads = workers.clamp(1, batch.packs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut writer = write::FileWriter::new(&batch.files);
+                let mut writer = write::FileWriter::new(&batch.files, progress);
                 while let Some(pack) = batch.packs.get(next.fetch_add(1, Ordering::Relaxed)) {
                     restore_pack(src, pack, &mut writer, &failures);
                 }
@@ -176,10 +190,7 @@ fn restore_pack(
                     continue;
                 }
             };
-            // An all-zero blob stays a hole: the file was created empty and gets its length last.
-            if write::is_zero(&plain) {
-                continue;
-            }
+            // An all-zero blob stays a hole (the writer skips it): the file gets its length last.
             for (file, offset) in &blob.targets {
                 if failures.get(*file).is_some_and(|f| f.get().is_none())
                     && let Err(reason) = writer.write(*file, *offset, &plain)
@@ -253,93 +264,19 @@ fn find_node_in(trees: &dyn TreeSource, root: &BlobId, path: &[u8]) -> Result<No
     }
 }
 
-/// Writes a file node's content to `out`, one blob at a time, each verified before any of its
-/// bytes are written. Errors if the node is not a regular file or a blob is missing or damaged;
-/// `out` then holds a prefix of the content.
+/// Writes a file node's content to `out`, each blob verified before any of its bytes are
+/// written (reading, verifying and writing overlap; see `dump.rs`). Errors if the node is not a
+/// regular file or a blob is missing or damaged; `out` then holds a prefix of the content.
 pub fn dump(repo: &Repository, node: &Node, out: &mut dyn std::io::Write) -> Result<()> {
-    dump_from(repo, repo, node, out)
-}
-
-/// Sealed bytes a dump looks up, reads and verifies at once (bounds its memory).
-const DUMP_WINDOW: u64 = 32 << 20;
-/// Neighbouring blobs of one pack closer than this are fetched in one read.
-const DUMP_MAX_GAP: u64 = 1 << 20;
-
-fn dump_from(trees: &dyn TreeSource, packs: &dyn PackSource, node: &Node, out: &mut dyn std::io::Write) -> Result<()> {
-    let NodeKind::File { content } = &node.kind else {
-        return Err(Error::Usage(format!("{} is not a regular file", String::from_utf8_lossy(&node.name))));
-    };
-    let mut rest = content.as_slice();
-    while !rest.is_empty() {
-        // A window of blobs, in order, each with where it is stored.
-        let mut window = Vec::new();
-        let mut bytes = 0u64;
-        while let Some((id, tail)) = rest.split_first() {
-            if !window.is_empty() && bytes >= DUMP_WINDOW {
-                break;
-            }
-            let entry = trees
-                .locate_data(id)?
-                .ok_or_else(|| Error::Missing { object: ObjectRef::new(ObjectKind::Blob, id.to_hex()) })?;
-            bytes += u64::from(entry.length);
-            window.push((*id, entry));
-            rest = tail;
-        }
-        // Everything before the first bad blob is written; nothing after it.
-        for plain in dump_window(packs, &window) {
-            out.write_all(&plain?).map_err(|e| Error::io("writing the dumped file", e))?;
-        }
-    }
-    out.flush().map_err(|e| Error::io("writing the dumped file", e))
-}
-
-/// Reads a window's blobs in few large reads (runs of neighbouring blobs of one pack), opens
-/// and verifies them in parallel, and returns their plaintexts (or why not) in order.
-fn dump_window(packs: &dyn PackSource, window: &[(BlobId, IndexEntry)]) -> Vec<Result<Vec<u8>>> {
-    use rayon::prelude::*;
-    let end = |e: &IndexEntry| u64::from(e.offset) + u64::from(e.length);
-    let mut runs: Vec<&[(BlobId, IndexEntry)]> = Vec::new();
-    let mut start = 0;
-    for i in 1..=window.len() {
-        let split = i == window.len() || {
-            let (prev, next) = (&window[i - 1].1, &window[i].1);
-            next.pack != prev.pack
-                || u64::from(next.offset) < end(prev)
-                || u64::from(next.offset) - end(prev) > DUMP_MAX_GAP
-        };
-        if split {
-            runs.push(&window[start..i]);
-            start = i;
-        }
-    }
-    let opened: Vec<Vec<Result<Vec<u8>>>> = runs
-        .par_iter()
-        .map(|run| {
-            let first = u64::from(run[0].1.offset);
-            let last = run.iter().map(|(_, e)| end(e)).max().unwrap_or(first);
-            let bytes = match packs.read_range(&run[0].1.pack, first..last) {
-                Ok(b) => b,
-                // The writer stops at the first error, so the run's first slot carries it.
-                Err(e) => return vec![Err(e)],
-            };
-            run.iter()
-                .map(|(id, e)| {
-                    let at = (u64::from(e.offset) - first) as usize;
-                    let sealed = bytes
-                        .get(at..at + e.length as usize)
-                        .ok_or_else(|| Error::Missing { object: ObjectRef::new(ObjectKind::Pack, e.pack.to_hex()) })?;
-                    packs.open_data(id, e, sealed)
-                })
-                .collect()
-        })
-        .collect();
-    opened.into_iter().flatten().collect()
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    dump::dump_from(repo, repo, node, out, workers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blob::seal_blob;
+    use crate::error::{ObjectKind, ObjectRef};
     use crate::index::file::{IndexFile, IndexPack};
     use crate::pack::PackWriter;
     use crate::repo::testing::{TestRepo, memory_repo};
@@ -714,6 +651,39 @@ mod tests {
         }
         let dir = find_node(repo, &root, b"sub").unwrap();
         assert!(matches!(dump(repo, &dir, &mut Vec::new()), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn dump_keeps_order_across_packs_and_stops_at_a_missing_blob() {
+        let mut f = Fixture::new();
+        let mut content = Vec::new();
+        let mut expect = Vec::new();
+        for i in 0..40u32 {
+            let part = format!("part {i} ").repeat(1 + i as usize % 7);
+            content.push(f.blob(BlobType::Data, part.as_bytes()));
+            expect.extend_from_slice(part.as_bytes());
+            if i % 9 == 8 {
+                f.flush(None);
+            }
+        }
+        f.flush(None);
+        // Blobs again, out of pack order, then an unknown one, then more.
+        content.extend([content[3], content[1]]);
+        let again: Vec<u8> =
+            [3usize, 1].iter().flat_map(|&i| format!("part {i} ").repeat(1 + i % 7).into_bytes()).collect();
+        expect.extend_from_slice(&again);
+        let whole = node(b"f", NodeKind::File { content: content.clone() }, 0o100644, (1, 0));
+        for workers in [1, 3] {
+            let mut out = Vec::new();
+            dump::dump_from(f.repo(), f.repo(), &whole, &mut out, workers).unwrap();
+            assert_eq!(out, expect);
+        }
+        content.extend([BlobId(crate::id::Id([9; 32])), content[0]]);
+        let broken = node(b"f", NodeKind::File { content }, 0o100644, (1, 0));
+        let mut out = Vec::new();
+        let err = dump(f.repo(), &broken, &mut out).unwrap_err();
+        assert!(matches!(err, Error::Missing { .. }), "{err}");
+        assert_eq!(out, expect);
     }
 
     #[test]

@@ -20,6 +20,10 @@ use std::path::PathBuf;
 pub(crate) trait TreeSource {
     fn tree(&self, id: &BlobId) -> Result<Tree>;
     fn locate_data(&self, id: &BlobId) -> Result<Option<IndexEntry>>;
+    /// Where many data blobs are, in the order of `ids` (the index may batch the look-ups).
+    fn locate_data_many(&self, ids: &[BlobId]) -> Result<Vec<Option<IndexEntry>>> {
+        ids.iter().map(|id| self.locate_data(id)).collect()
+    }
 }
 
 /// Sizes that bound memory and shape reads.
@@ -42,9 +46,9 @@ impl Default for Limits {
         Limits {
             max_depth: crate::tree::MAX_DEPTH,
             max_gap: 1 << 20,
-            max_range: 16 << 20,
-            batch_blobs: 1 << 18,
-            batch_entries: 1 << 16,
+            max_range: 4 << 20,
+            batch_blobs: 1 << 16,
+            batch_entries: 1 << 13,
         }
     }
 }
@@ -81,6 +85,8 @@ pub(crate) struct PlannedFile {
     /// Hard links made to it in this batch; removed with it if it fails.
     pub links: Vec<PathBuf>,
     pub link_key: Option<(u64, u64)>,
+    /// Created during planning (a hard-link origin); other files are created when first written.
+    pub created: bool,
     /// Its node, content taken out: the attributes to apply.
     pub node: Node,
 }
@@ -97,6 +103,8 @@ pub(crate) struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
     InBatch(usize),
+    /// In the batch handed out last, being restored while the next one is planned.
+    Pending,
     Restored,
     Failed,
 }
@@ -119,6 +127,8 @@ fn content_digest(content: &[BlobId]) -> blake3::Hash {
 
 struct Frame {
     nodes: std::vec::IntoIter<Node>,
+    /// Index entries of the data blobs of this tree's files, looked up together on entry.
+    found: HashMap<BlobId, Option<IndexEntry>>,
     path: PathBuf,
     depth: usize,
 }
@@ -130,6 +140,10 @@ pub(crate) struct Walker<'a> {
     limits: Limits,
     stack: Vec<Frame>,
     links: HashMap<(u64, u64), LinkOrigin>,
+    /// Origins in the batch being planned (their state is `InBatch`).
+    origins_in_batch: Vec<(u64, u64)>,
+    /// Links made to `Pending` origins, kept or removed when their batch settles.
+    pending_links: Vec<((u64, u64), PathBuf)>,
     /// Every directory created, with its depth: attributes go on last, deepest first.
     pub dirs: Vec<(usize, PathBuf, Node)>,
     files: Vec<PlannedFile>,
@@ -145,8 +159,10 @@ impl<'a> Walker<'a> {
         Walker {
             src,
             limits,
-            stack: vec![Frame { nodes: root.nodes.into_iter(), path: target, depth: 0 }],
+            stack: vec![Frame { nodes: root.nodes.into_iter(), found: HashMap::new(), path: target, depth: 0 }],
             links: HashMap::new(),
+            origins_in_batch: Vec::new(),
+            pending_links: Vec::new(),
             dirs: Vec::new(),
             files: Vec::new(),
             packs: BTreeMap::new(),
@@ -160,6 +176,12 @@ impl<'a> Walker<'a> {
     /// error that makes the whole restore meaningless (a tree nested too deep, an unusable
     /// index) is returned; anything else is recorded in `summary.failed`.
     pub fn next_batch(&mut self, summary: &mut RestoreSummary) -> Result<Option<Batch>> {
+        // The last batch handed out may still be running: its origins are no longer in this one.
+        for key in std::mem::take(&mut self.origins_in_batch) {
+            if let Some(origin) = self.links.get_mut(&key) {
+                origin.state = LinkState::Pending;
+            }
+        }
         while self.uses < self.limits.batch_blobs && self.files.len() + self.meta.len() < self.limits.batch_entries {
             let Some(frame) = self.stack.last_mut() else { break };
             let Some(node) = frame.nodes.next() else {
@@ -186,11 +208,24 @@ impl<'a> Walker<'a> {
         Ok(Some(Batch { files: std::mem::take(&mut self.files), packs, meta: std::mem::take(&mut self.meta) }))
     }
 
-    /// Records how the files of a finished batch ended, for hard links still to come.
-    pub fn settle(&mut self, outcomes: Vec<((u64, u64), bool)>) {
+    /// Records how the files of a finished batch ended, for hard links still to come, and keeps
+    /// or removes the links made to them while they were being restored.
+    pub fn settle(&mut self, outcomes: Vec<((u64, u64), bool)>, summary: &mut RestoreSummary) {
         for (key, restored) in outcomes {
             if let Some(origin) = self.links.get_mut(&key) {
                 origin.state = if restored { LinkState::Restored } else { LinkState::Failed };
+            }
+        }
+        let links = std::mem::take(&mut self.pending_links);
+        for (key, path) in links {
+            match self.links.get(&key) {
+                Some(LinkOrigin { state: LinkState::Pending, .. }) => self.pending_links.push((key, path)),
+                Some(LinkOrigin { state: LinkState::Failed, path: origin, .. }) => {
+                    let reason = format!("hard link to {}, which could not be restored", origin.display());
+                    let _ = std::fs::remove_file(&path);
+                    summary.failed.push((path, reason));
+                }
+                _ => summary.files += 1,
             }
         }
     }
@@ -246,7 +281,8 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         summary.dirs += 1;
-        self.stack.push(Frame { nodes: tree.nodes.into_iter(), path: path.clone(), depth });
+        let found = look_up_files(self.src, &tree)?;
+        self.stack.push(Frame { nodes: tree.nodes.into_iter(), found, path: path.clone(), depth });
         self.dirs.push((depth, path, node));
         Ok(())
     }
@@ -291,7 +327,15 @@ impl<'a> Walker<'a> {
             self.link_to_origin(path, key, summary);
             return Ok(());
         }
-        let created = self.locate(&content)?.and_then(|blobs| write::create_file(&path).map(|()| blobs));
+        // Only the first path with this content becomes the origin of later links; it is created
+        // now, for them to link to. Other files are created by the worker that first writes them
+        // (or when the batch ends, if they hold no data), saving an open and close each.
+        let origin = key.filter(|k| !self.links.contains_key(k));
+        let located = self.locate(&content)?;
+        let created = match origin {
+            Some(_) => located.and_then(|blobs| write::create_file(&path).map(|()| blobs)),
+            None => located,
+        };
         let blobs = match created {
             Ok(blobs) => blobs,
             Err(reason) => {
@@ -313,20 +357,25 @@ impl<'a> Walker<'a> {
             offset += u64::from(entry.raw_length);
             self.uses += 1;
         }
-        // Only the first path with this content becomes the origin of later links.
-        let origin = key.filter(|k| !self.links.contains_key(k));
         if let Some(key) = origin {
             self.links.insert(key, LinkOrigin { path: path.clone(), state: LinkState::InBatch(idx), content: digest });
+            self.origins_in_batch.push(key);
         }
-        self.files.push(PlannedFile { path, len: offset, links: Vec::new(), link_key: origin, node });
+        let created = origin.is_some();
+        self.files.push(PlannedFile { path, len: offset, links: Vec::new(), link_key: origin, created, node });
         Ok(())
     }
 
     /// Index entries for every blob of a file, or why the file cannot be restored.
     fn locate(&self, content: &[BlobId]) -> Result<Located> {
         let mut out = Vec::with_capacity(content.len());
+        let found = self.stack.last().map(|f| &f.found);
         for id in content {
-            match self.src.locate_data(id)? {
+            let entry = match found.and_then(|f| f.get(id)) {
+                Some(entry) => *entry,
+                None => self.src.locate_data(id)?,
+            };
+            match entry {
                 Some(entry) => out.push((*id, entry)),
                 None => return Ok(Err(format!("data blob {} is not in the index; run `cairn check`", id.to_hex()))),
             }
@@ -339,10 +388,11 @@ impl<'a> Walker<'a> {
         let state = origin.state;
         let linked = match state {
             LinkState::Failed => Err(format!("hard link to {}, which could not be restored", origin.path.display())),
-            LinkState::InBatch(_) | LinkState::Restored => write::hard_link(&origin.path, &path),
+            LinkState::InBatch(_) | LinkState::Pending | LinkState::Restored => write::hard_link(&origin.path, &path),
         };
         match (linked, state) {
             (Err(reason), _) => summary.failed.push((path, reason)),
+            (Ok(()), LinkState::Pending) => self.pending_links.push((key, path)),
             (Ok(()), LinkState::InBatch(idx)) => {
                 if let Some(file) = self.files.get_mut(idx) {
                     file.links.push(path);
@@ -351,6 +401,24 @@ impl<'a> Walker<'a> {
             (Ok(()), _) => summary.files += 1,
         }
     }
+}
+
+/// Looks up the data blobs of every file in a tree in one sorted batch, which the index cache
+/// answers much faster than one look-up at a time. Memory follows the tree's own size.
+fn look_up_files(src: &dyn TreeSource, tree: &Tree) -> Result<HashMap<BlobId, Option<IndexEntry>>> {
+    let mut ids: Vec<BlobId> = tree
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::File { content } => Some(content.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = src.locate_data_many(&ids)?;
+    Ok(ids.into_iter().zip(entries).collect())
 }
 
 /// Merges blobs (sorted by offset) into reads: a blob joins the previous read when the gap is

@@ -19,6 +19,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Never let the last component of a path be a symlink we write through.
 const NO_FOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
@@ -54,6 +56,11 @@ fn clear_slot(path: &Path) -> io::Result<()> {
 /// Creates a directory with mode 0o700 (the real mode comes last), or reuses an existing one;
 /// a symlink or file in its place is removed, never followed.
 pub(crate) fn create_dir(path: &Path) -> Result<(), String> {
+    // Into an empty target the first try succeeds; otherwise look at what is there.
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        other => return other.map_err(|e| failed("creating directory", e)),
+    }
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {
             let mode = m.permissions().mode();
@@ -72,20 +79,31 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), String> {
 
 /// Creates an empty regular file, owner-only until its attributes are applied.
 pub(crate) fn create_file(path: &Path) -> Result<(), String> {
-    clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(NO_FOLLOW)
-        .open(path)
-        .map(drop)
-        .map_err(|e| failed("creating file", e))
+    create_file_handle(path).map(drop)
+}
+
+/// [`create_file`], keeping the file open for writing.
+fn create_file_handle(path: &Path) -> Result<File, String> {
+    let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(NO_FOLLOW).open(path);
+    // Into an empty target the first try succeeds; something in the way is removed, then retried.
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
+            create().map_err(|e| failed("creating file", e))
+        }
+        other => other.map_err(|e| failed("creating file", e)),
+    }
 }
 
 pub(crate) fn create_symlink(path: &Path, target: &[u8]) -> Result<(), String> {
-    clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|e| failed("creating symlink", e))
+    let create = || std::os::unix::fs::symlink(OsStr::from_bytes(target), path);
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
+            create().map_err(|e| failed("creating symlink", e))
+        }
+        other => other.map_err(|e| failed("creating symlink", e)),
+    }
 }
 
 pub(crate) fn create_fifo(path: &Path) -> Result<(), String> {
@@ -117,52 +135,121 @@ pub(crate) fn is_zero(data: &[u8]) -> bool {
     data.iter().all(|&b| b == 0)
 }
 
+/// Where each file of a batch stands while workers fill it: created yet (and whether that
+/// worked), pieces still to write, and, once the last piece is written, the outcome of finishing
+/// it (`Some(reason)`: attributes not set).
+pub(crate) struct Progress {
+    created: Vec<OnceLock<Result<(), String>>>,
+    remaining: Vec<AtomicUsize>,
+    finished: Vec<OnceLock<Option<String>>>,
+    set_owner: bool,
+}
+
+impl Progress {
+    pub fn new(batch: &Batch, set_owner: bool) -> Self {
+        let created = batch.files.iter().map(|f| if f.created { OnceLock::from(Ok(())) } else { OnceLock::new() });
+        let remaining: Vec<AtomicUsize> = batch.files.iter().map(|_| AtomicUsize::new(0)).collect();
+        for blob in batch.packs.iter().flat_map(|p| &p.ranges).flat_map(|r| &r.blobs) {
+            for (file, _) in &blob.targets {
+                if let Some(n) = remaining.get(*file) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Progress {
+            created: created.collect(),
+            remaining,
+            finished: batch.files.iter().map(|_| OnceLock::new()).collect(),
+            set_owner,
+        }
+    }
+}
+
 /// Positional writes into the files of one batch, keeping the last file open because blobs of
-/// one file tend to follow each other in a pack.
+/// one file tend to follow each other in a pack. The worker that writes a file's last piece
+/// finishes it (length, attributes) through the same descriptor.
 pub(crate) struct FileWriter<'a> {
     files: &'a [PlannedFile],
+    progress: &'a Progress,
     open: Option<(usize, File)>,
 }
 
 impl<'a> FileWriter<'a> {
-    pub fn new(files: &'a [PlannedFile]) -> Self {
-        FileWriter { files, open: None }
+    pub fn new(files: &'a [PlannedFile], progress: &'a Progress) -> Self {
+        FileWriter { files, progress, open: None }
     }
 
-    /// Writes `data` at `offset` of file `idx`; the caller skips all-zero data.
-    pub fn write(&mut self, idx: usize, offset: u64, data: &[u8]) -> Result<(), String> {
+    /// The open descriptor of file `idx`; the first worker to need it creates the file.
+    fn handle(&mut self, idx: usize) -> Result<&File, String> {
         if self.open.as_ref().is_none_or(|(open, _)| *open != idx) {
             self.open = None;
             let file = self.files.get(idx).ok_or_else(|| "internal: no such planned file".to_string())?;
-            let handle = open_for_write(&file.path).map_err(|e| failed("opening file for writing", e))?;
+            let slot = self.progress.created.get(idx).ok_or_else(|| "internal: no such planned file".to_string())?;
+            let mut made = None;
+            slot.get_or_init(|| create_file_handle(&file.path).map(|f| made = Some(f))).clone()?;
+            let handle = match made {
+                Some(f) => f,
+                None => open_for_write(&file.path).map_err(|e| failed("opening file for writing", e))?,
+            };
             self.open = Some((idx, handle));
         }
         match &self.open {
-            Some((_, handle)) => {
-                handle.write_all_at(data, offset).map_err(|e| failed(&format!("writing at offset {offset}"), e))
-            }
+            Some((_, handle)) => Ok(handle),
             None => Err("internal: file not open".into()),
         }
     }
+
+    /// Writes `data` at `offset` of file `idx` (nothing for all-zero data: that stays a hole),
+    /// and finishes the file if this was its last piece.
+    pub fn write(&mut self, idx: usize, offset: u64, data: &[u8]) -> Result<(), String> {
+        let handle = self.handle(idx)?;
+        if !is_zero(data) {
+            handle.write_all_at(data, offset).map_err(|e| failed(&format!("writing at offset {offset}"), e))?;
+        }
+        let last = self.progress.remaining.get(idx).is_some_and(|n| n.fetch_sub(1, Ordering::AcqRel) == 1);
+        if last {
+            self.finish(idx)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, idx: usize) -> Result<(), String> {
+        let set_owner = self.progress.set_owner;
+        let file = self.files.get(idx).ok_or_else(|| "internal: no such planned file".to_string())?;
+        let handle = self.handle(idx)?;
+        let outcome = finish_open_file(handle, file, set_owner)?;
+        if let Some(slot) = self.progress.finished.get(idx) {
+            let _ = slot.set(outcome);
+        }
+        // Finished files are not written again; let the descriptor go.
+        self.open = None;
+        Ok(())
+    }
 }
 
-/// Ends a batch: removes and reports failed files (with their hard links), sets the length of
-/// the others (which makes trailing holes), applies attributes to everything in the batch.
-/// Returns, per hard-link origin, whether it was restored.
+/// Ends a batch: removes and reports failed files (with their hard links), finishes the files
+/// no worker finished (those without data), applies attributes to the other entries of the
+/// batch. Returns, per hard-link origin, whether it was restored.
 pub(crate) fn finish_batch(
     batch: Batch,
     failures: Vec<Option<String>>,
-    set_owner: bool,
+    progress: Progress,
     summary: &mut RestoreSummary,
 ) -> Vec<((u64, u64), bool)> {
     let mut settled = Vec::new();
-    for (file, failure) in batch.files.into_iter().zip(failures) {
-        let outcome = match failure {
-            Some(reason) => Err(reason),
-            None => finish_file(&file, set_owner, summary),
+    let set_owner = progress.set_owner;
+    let done = progress.finished.into_iter().zip(progress.created);
+    for ((file, failure), (finished, created)) in batch.files.into_iter().zip(failures).zip(done) {
+        let outcome = match (failure, finished.into_inner()) {
+            (Some(reason), _) => Err(reason),
+            (None, Some(attrs)) => Ok(attrs),
+            (None, None) => finish_file(&file, created.get().is_some(), set_owner),
         };
         let restored = match outcome {
-            Ok(()) => {
+            Ok(attrs) => {
+                if let Some(reason) = attrs {
+                    summary.failed.push((file.path.clone(), format!("attributes not restored: {reason}")));
+                }
                 summary.files += 1 + file.links.len() as u64;
                 summary.bytes += file.len;
                 true
@@ -182,16 +269,22 @@ pub(crate) fn finish_batch(
     settled
 }
 
-/// Sets a restored file's length (which makes trailing holes) and then its attributes, all
-/// through one descriptor opened without following symlinks. A length that cannot be set fails
-/// the file; attributes that cannot be set are listed and the file stays.
-fn finish_file(file: &PlannedFile, set_owner: bool, summary: &mut RestoreSummary) -> Result<(), String> {
-    let f = open_for_write(&file.path).map_err(|e| failed("opening the file to finish it", e))?;
+/// Finishes a file no worker wrote: creates it unless planning did, then as [`finish_open_file`].
+fn finish_file(file: &PlannedFile, created: bool, set_owner: bool) -> Result<Option<String>, String> {
+    let f = if created {
+        open_for_write(&file.path).map_err(|e| failed("opening the file to finish it", e))?
+    } else {
+        create_file_handle(&file.path)?
+    };
+    finish_open_file(&f, file, set_owner)
+}
+
+/// Sets a restored file's length (which makes trailing holes) and then its attributes, through
+/// its open descriptor. A length that cannot be set fails the file (`Err`); attributes that
+/// cannot be set are returned as `Ok(Some(reason))` and the file stays.
+fn finish_open_file(f: &File, file: &PlannedFile, set_owner: bool) -> Result<Option<String>, String> {
     f.set_len(file.len).map_err(|e| failed("setting the file length", e))?;
-    if let Err(reason) = file_attributes(&f, &file.path, &file.node, set_owner) {
-        summary.failed.push((file.path.clone(), format!("attributes not restored: {reason}")));
-    }
-    Ok(())
+    Ok(file_attributes(f, &file.path, &file.node, set_owner).err())
 }
 
 /// [`attributes`] for an open regular file: the same order, by descriptor.

@@ -1,0 +1,294 @@
+//! `dump`: one file's content to a writer, in order, every blob verified before any of its bytes
+//! are written.
+//!
+//! Three things overlap: this thread looks blobs up in sorted batches and cuts them into *runs*
+//! (neighbouring blobs of one pack, read with one request); worker threads read runs and open
+//! (authenticate, decompress, re-hash) their blobs; this thread writes finished runs in order
+//! while the workers go on. At most [`IN_FLIGHT_PER_WORKER`] runs per worker are planned but
+//! not yet written, and a run holds at most [`RUN_SEALED`] sealed and [`RUN_RAW`] plain bytes,
+//! so memory follows these settings, not the size of the file. Everything before the first bad
+//! or missing blob is written; nothing after it.
+
+use super::PackSource;
+use super::plan::TreeSource;
+use crate::error::{Error, ObjectKind, ObjectRef, Result};
+use crate::id::BlobId;
+use crate::index::IndexEntry;
+use crate::tree::{Node, NodeKind};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+
+/// Blob ids looked up in one sorted batch.
+const LOOKUP_BATCH: usize = 8192;
+/// Blobs of one pack closer than this (within one segment) are fetched in one read.
+const MAX_GAP: u64 = 1 << 20;
+/// A segment grows no longer than this in plaintext bytes (one blob alone may be longer)...
+const SEGMENT_RAW: u64 = 4 << 20;
+/// ...nor in sealed bytes.
+const SEGMENT_SEALED: u64 = 4 << 20;
+/// Segments planned but not yet written, per worker.
+const IN_FLIGHT_PER_WORKER: usize = 2;
+
+/// A stretch of the file's blobs, in file order; its worker reads them pack by pack (a
+/// database dump interleaves blobs of older packs with new ones) in few coalesced reads.
+struct Run {
+    blobs: Vec<(BlobId, IndexEntry)>,
+}
+
+/// What comes next in the file: a run to read, or a blob no index entry is known for.
+enum Item {
+    Run(Run),
+    Missing(BlobId),
+}
+
+/// A run's verified plaintexts in order, and why the run stopped early, if it did.
+type Opened = (Vec<Vec<u8>>, Option<Error>);
+
+/// Writes a file node's content to `out` (see the module doc), with `workers` threads opening
+/// blobs. Errors if the node is not a regular file or a blob is missing or damaged; `out` then
+/// holds the content up to that blob.
+pub(crate) fn dump_from(
+    trees: &dyn TreeSource,
+    packs: &dyn PackSource,
+    node: &Node,
+    out: &mut dyn Write,
+    workers: usize,
+) -> Result<()> {
+    let NodeKind::File { content } = &node.kind else {
+        return Err(Error::Usage(format!("{} is not a regular file", String::from_utf8_lossy(&node.name))));
+    };
+    let workers = workers.max(1);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<(usize, Run)>(workers * IN_FLIGHT_PER_WORKER);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Opened)>();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
+            s.spawn(move || {
+                for (seq, run) in job_rx {
+                    if done_tx.send((seq, open_run(packs, &run))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut planner = Planner { trees, rest: content, items: VecDeque::new() };
+        // Dropping `job_tx` on any return lets the workers finish their queue and stop.
+        write_in_order(&mut planner, job_tx, &done_rx, workers * IN_FLIGHT_PER_WORKER, out)
+    })?;
+    out.flush().map_err(|e| Error::io("writing the dumped file", e))
+}
+
+/// Hands runs to the workers, at most `limit` ahead of the writer, and writes their results in
+/// file order.
+fn write_in_order(
+    planner: &mut Planner<'_>,
+    jobs: crossbeam_channel::Sender<(usize, Run)>,
+    done: &crossbeam_channel::Receiver<(usize, Opened)>,
+    limit: usize,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (mut sent, mut written) = (0usize, 0usize);
+    let mut stop: Option<Error> = None;
+    let mut ready: BTreeMap<usize, Opened> = BTreeMap::new();
+    loop {
+        while stop.is_none() && sent - written < limit {
+            match planner.next()? {
+                Some(Item::Run(run)) => {
+                    jobs.send((sent, run)).map_err(|_| worker_gone())?;
+                    sent += 1;
+                }
+                Some(Item::Missing(id)) => stop = Some(missing(&id)),
+                None => break,
+            }
+        }
+        if written == sent {
+            return stop.map_or(Ok(()), Err);
+        }
+        let (plains, failed) = loop {
+            if let Some(opened) = ready.remove(&written) {
+                break opened;
+            }
+            let (seq, opened) = done.recv().map_err(|_| worker_gone())?;
+            ready.insert(seq, opened);
+        };
+        for plain in &plains {
+            out.write_all(plain).map_err(|e| Error::io("writing the dumped file", e))?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written += 1;
+    }
+}
+
+fn worker_gone() -> Error {
+    Error::io("dumping", std::io::Error::other("a dump worker stopped"))
+}
+
+fn missing(id: &BlobId) -> Error {
+    Error::Missing { object: ObjectRef::new(ObjectKind::Blob, id.to_hex()) }
+}
+
+/// Turns a file's blob ids into runs, looking ids up a batch at a time.
+struct Planner<'a> {
+    trees: &'a dyn TreeSource,
+    rest: &'a [BlobId],
+    items: VecDeque<Item>,
+}
+
+impl Planner<'_> {
+    fn next(&mut self) -> Result<Option<Item>> {
+        if self.items.is_empty() && !self.rest.is_empty() {
+            let (batch, rest) = self.rest.split_at(self.rest.len().min(LOOKUP_BATCH));
+            self.rest = rest;
+            let entries = self.trees.locate_data_many(batch)?;
+            self.items = cut_runs(batch.iter().copied().zip(entries));
+        }
+        Ok(self.items.pop_front())
+    }
+}
+
+/// Cuts blobs, in file order, into segments of bounded size.
+fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeque<Item> {
+    let mut items = VecDeque::new();
+    let mut run: Vec<(BlobId, IndexEntry)> = Vec::new();
+    let (mut raw, mut sealed) = (0u64, 0u64);
+    for (id, entry) in blobs {
+        let Some(entry) = entry else {
+            if !run.is_empty() {
+                items.push_back(Item::Run(Run { blobs: std::mem::take(&mut run) }));
+            }
+            items.push_back(Item::Missing(id));
+            // Nothing after a missing blob is written, so nothing after it is planned.
+            return items;
+        };
+        let full = raw + u64::from(entry.raw_length) > SEGMENT_RAW || sealed + u64::from(entry.length) > SEGMENT_SEALED;
+        if full && !run.is_empty() {
+            items.push_back(Item::Run(Run { blobs: std::mem::take(&mut run) }));
+            (raw, sealed) = (0, 0);
+        }
+        raw += u64::from(entry.raw_length);
+        sealed += u64::from(entry.length);
+        run.push((id, entry));
+    }
+    if !run.is_empty() {
+        items.push_back(Item::Run(Run { blobs: run }));
+    }
+    items
+}
+
+/// A segment's blobs (positions in it) grouped into reads: per pack, by offset, neighbours
+/// closer than [`MAX_GAP`] together. Each read is (pack, start, end, positions).
+fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..run.blobs.len()).collect();
+    order.sort_by_key(|&i| (run.blobs[i].1.pack, run.blobs[i].1.offset));
+    let mut reads: Vec<(crate::id::PackId, u64, u64, Vec<usize>)> = Vec::new();
+    for i in order {
+        let e = &run.blobs[i].1;
+        let (start, end) = (u64::from(e.offset), u64::from(e.offset) + u64::from(e.length));
+        match reads.last_mut() {
+            Some((pack, _, last_end, at)) if *pack == e.pack && start <= last_end.saturating_add(MAX_GAP) => {
+                *last_end = (*last_end).max(end);
+                at.push(i);
+            }
+            _ => reads.push((e.pack, start, end, vec![i])),
+        }
+    }
+    reads
+}
+
+/// Reads one segment and opens its blobs; returns them in file order up to the first that
+/// fails, and why it failed.
+fn open_run(packs: &dyn PackSource, run: &Run) -> Opened {
+    let mut opened: Vec<Option<Result<Vec<u8>>>> = run.blobs.iter().map(|_| None).collect();
+    for (pack, start, end, at) in plan_reads(run) {
+        match packs.read_range(&pack, start..end) {
+            Ok(bytes) => {
+                for i in at {
+                    let (id, e) = &run.blobs[i];
+                    let from = usize::try_from(u64::from(e.offset) - start).unwrap_or(usize::MAX);
+                    let sealed = from.checked_add(e.length as usize).and_then(|to| bytes.get(from..to));
+                    opened[i] = Some(match sealed {
+                        Some(sealed) => packs.open_data(id, e, sealed).and_then(|plain| check_length(id, e, plain)),
+                        None => Err(Error::Missing { object: ObjectRef::new(ObjectKind::Pack, pack.to_hex()) }),
+                    });
+                }
+            }
+            Err(err) => {
+                // Only the first failure in file order is reported; this read's first blob stands for it.
+                let first = at.iter().copied().min().unwrap_or(0);
+                opened[first] = Some(Err(err));
+            }
+        }
+    }
+    let mut plains = Vec::with_capacity(run.blobs.len());
+    for slot in opened {
+        match slot {
+            Some(Ok(plain)) => plains.push(plain),
+            Some(Err(err)) => return (plains, Some(err)),
+            None => return (plains, Some(worker_gone())),
+        }
+    }
+    (plains, None)
+}
+
+/// A blob must have the plaintext length the index promised.
+fn check_length(id: &BlobId, e: &IndexEntry, plain: Vec<u8>) -> Result<Vec<u8>> {
+    if plain.len() as u64 == u64::from(e.raw_length) {
+        return Ok(plain);
+    }
+    let problem = crate::error::FormatError::invalid(
+        "blob",
+        format!("has {} bytes, the index says {}", plain.len(), e.raw_length),
+    );
+    Err(crate::repo::blob_damaged(crate::blob::BlobType::Data, id, &e.pack, problem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Id, PackId};
+
+    fn entry(pack: u8, offset: u32, length: u32) -> Option<IndexEntry> {
+        Some(IndexEntry { pack: PackId(Id([pack; 32])), offset, length, raw_length: length * 3 })
+    }
+
+    fn shape(items: &VecDeque<Item>) -> Vec<usize> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Run(r) => r.blobs.len(),
+                Item::Missing(_) => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_are_bounded_and_read_pack_by_pack() {
+        let id = |n: u8| BlobId(Id([n; 32]));
+        let big = (SEGMENT_RAW / 3) as u32;
+        // raw_length is 3 x length: a segment holds at most one blob of `big / 3` ... see entry().
+        let blobs = vec![
+            (id(1), entry(1, 0, big / 3)),
+            (id(2), entry(2, 500, 10)),
+            (id(3), entry(1, big / 3 + 5, 10)),
+            (id(4), entry(2, 510, big)),
+            (id(5), entry(1, 0, 10)),
+        ];
+        let items = cut_runs(blobs.into_iter());
+        assert_eq!(shape(&items), vec![3, 1, 1]);
+        let Some(Item::Run(first)) = items.front() else { panic!("a run first") };
+        let reads: Vec<(u8, u64, u64, Vec<usize>)> =
+            plan_reads(first).into_iter().map(|(p, s, e, at)| (p.as_bytes()[0], s, e, at)).collect();
+        let third = u64::from(big / 3);
+        assert_eq!(reads, vec![(1, 0, third + 15, vec![0, 2]), (2, 500, 510, vec![1])]);
+    }
+
+    #[test]
+    fn planning_stops_at_a_missing_blob() {
+        let id = |n: u8| BlobId(Id([n; 32]));
+        let blobs = vec![(id(1), entry(1, 0, 10)), (id(2), None), (id(3), entry(1, 10, 10))];
+        assert_eq!(shape(&cut_runs(blobs.into_iter())), vec![1, 0]);
+    }
+}
