@@ -14,6 +14,9 @@ use crate::repo::blob_kind;
 use crate::tree::{Node, NodeKind, Tree};
 use std::collections::{HashMap, HashSet};
 
+/// Blobs of one file looked up together, at most: a window of a large file's chunk list.
+const FILE_BATCH: usize = 64 * 1024;
+
 /// Index entries of the data blobs of one tree's files, looked up together.
 type Found = HashMap<BlobId, Option<IndexEntry>>;
 
@@ -107,14 +110,16 @@ impl Checker<'_> {
         Enter::Skip { tainted: true }
     }
 
-    /// Looks up the data blobs of every file in a tree in one sorted batch: the cache answers
-    /// that much faster than one look-up at a time. Memory follows the tree's own size.
+    /// Looks up the data blobs of a tree's smaller files in one sorted batch: the cache answers
+    /// that much faster than one look-up at a time. Files of more than [`FILE_BATCH`] blobs
+    /// (a large dump) are looked up a window at a time by `check_file` instead, so memory stays
+    /// at a window, not at the largest file's chunk list.
     fn look_up_files(&self, tree: &Tree) -> Result<Found> {
         let mut ids: Vec<BlobId> = tree
             .nodes
             .iter()
             .filter_map(|n| match &n.kind {
-                NodeKind::File { content } => Some(content.iter().copied()),
+                NodeKind::File { content } if content.len() <= FILE_BATCH => Some(content.iter().copied()),
                 _ => None,
             })
             .flatten()
@@ -128,12 +133,19 @@ impl Checker<'_> {
     /// Whether any of a file's blobs is lost; each damaged object it needs learns its path once.
     fn check_file(&mut self, snap: usize, path: &str, content: &[BlobId], found: &Found) -> Result<bool> {
         let mut hit: Vec<Target> = Vec::new();
-        for id in content {
-            if let Located::Lost(target) = self.locate_found(BlobType::Data, *id, found.get(id).copied())?
-                && !hit.contains(&target)
-            {
-                self.need(target, snap, path);
-                hit.push(target);
+        for window in content.chunks(FILE_BATCH) {
+            let looked_up = if content.len() > FILE_BATCH {
+                self.index.lookup_many(BlobType::Data, window)?.into_iter().map(Some).collect()
+            } else {
+                window.iter().map(|id| found.get(id).copied()).collect::<Vec<_>>()
+            };
+            for (id, entry) in window.iter().zip(looked_up) {
+                if let Located::Lost(target) = self.locate_found(BlobType::Data, *id, entry)?
+                    && !hit.contains(&target)
+                {
+                    self.need(target, snap, path);
+                    hit.push(target);
+                }
             }
         }
         Ok(!hit.is_empty())
