@@ -220,3 +220,21 @@ fn a_truncated_config_is_not_reported_as_a_wrong_password() {
         assert_eq!(out.status.code(), Some(20), "{cmd:?}: {err}");
     }
 }
+
+#[test]
+fn an_unchanged_file_whose_blobs_left_the_index_is_read_again() {
+    let d = Damaged::new();
+    // The first backup's index object names the big file's chunks; the second's names the
+    // trees the next backup starts from. Without the first, the big file is unchanged on disk
+    // but its chunks are unknown, so the next backup must read and store it again.
+    let mut index = d.env.objects("index");
+    index.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    fs::remove_file(&index[0]).unwrap();
+    d.env.cairn().arg("backup").arg(&d.data).assert().success();
+    for pack in &d.first_packs {
+        fs::remove_file(pack).unwrap();
+    }
+    let target = d.env.path("t");
+    d.env.cairn().args(["restore", "latest", "--target"]).arg(&target).assert().success();
+    assert_trees_equal(&d.data, &restored(&target, &d.data));
+}

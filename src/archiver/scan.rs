@@ -18,6 +18,7 @@ use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rustix::fs::{AtFlags, FileType, Stat};
 use rustix::io::Errno;
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,10 @@ pub(super) fn scan_dir(
     let dir = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
     // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
     let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
+    let gone = match &parent {
+        Some((_, tree)) => unindexed(repo, tree)?,
+        None => HashSet::new(),
+    };
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
         let child = path.join(std::ffi::OsStr::from_bytes(&name));
@@ -113,17 +118,20 @@ pub(super) fn scan_dir(
         }
         let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
         let stat = rustix::fs::statat(&dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
-        entries.push(scan_entry(repo, child, &name, old, small, stat)?);
+        entries.push(scan_entry(repo, child, &name, old, Some(&gone), small, stat)?);
     }
     Ok(Scan { entries, parent })
 }
 
 /// Stats one entry. `Err(path)` inside `Ok` if it vanished since its directory was listed.
+/// `gone`, when given, holds the blobs of the parent tree's smaller files that the index no
+/// longer has ([`unindexed`]).
 pub(super) fn scan_entry(
     repo: &Repository,
     path: PathBuf,
     name: &[u8],
     old: Option<&Node>,
+    gone: Option<&HashSet<BlobId>>,
     small: &mut ReadSmall<'_>,
     stat: rustix::io::Result<Stat>,
 ) -> Result<std::result::Result<Scanned, PathBuf>> {
@@ -136,7 +144,7 @@ pub(super) fn scan_entry(
     let mut node = node_from_stat(name, &st);
     let mut todo = Todo::Nothing;
     if ft == FileType::RegularFile {
-        if let Some(old) = unchanged(repo, &node, old)? {
+        if let Some(old) = unchanged(repo, &node, old, gone)? {
             node.kind = old.kind.clone();
             node.xattrs = old.xattrs.clone();
             todo = Todo::Unchanged;
@@ -210,21 +218,53 @@ fn i64_of<T: TryInto<i64>>(v: T) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
 }
 
+/// Files of at most this many blobs are checked against the index with their whole folder.
+const FOLDER_BATCH: usize = 64 * 1024;
+
+/// The blobs of a parent tree's files (those of at most [`FOLDER_BATCH`] blobs) that the index
+/// no longer has: almost always none. One sorted batch per folder costs far less than a
+/// look-up per blob, which was a third of an unchanged backup.
+fn unindexed(repo: &Repository, tree: &Tree) -> Result<HashSet<BlobId>> {
+    let mut ids: Vec<BlobId> = tree
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::File { content } if content.len() <= FOLDER_BATCH => Some(content.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found = repo.index()?.lookup_many(BlobType::Data, &ids)?;
+    Ok(ids.into_iter().zip(found).filter(|(_, e)| e.is_none()).map(|(id, _)| id).collect())
+}
+
 /// The parent's node if the file is unchanged and all its blobs are still in the index.
-fn unchanged<'a>(repo: &Repository, now: &Node, old: Option<&'a Node>) -> Result<Option<&'a Node>> {
+fn unchanged<'a>(
+    repo: &Repository,
+    now: &Node,
+    old: Option<&'a Node>,
+    gone: Option<&HashSet<BlobId>>,
+) -> Result<Option<&'a Node>> {
     let Some(old) = old else { return Ok(None) };
     let NodeKind::File { content } = &old.kind else { return Ok(None) };
     let same = old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode;
     if !same {
         return Ok(None);
     }
-    let index = repo.index()?;
-    for id in content {
-        if index.lookup(BlobType::Data, id)?.is_none() {
-            return Ok(None);
+    let all_indexed = match gone {
+        Some(gone) if content.len() <= FOLDER_BATCH => content.iter().all(|id| !gone.contains(id)),
+        _ => {
+            let index = repo.index()?;
+            let mut all = true;
+            for window in content.chunks(FOLDER_BATCH) {
+                all &= index.lookup_many(BlobType::Data, window)?.iter().all(Option::is_some);
+            }
+            all
         }
-    }
-    Ok(Some(old))
+    };
+    Ok(all_indexed.then_some(old))
 }
 
 fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {

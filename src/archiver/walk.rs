@@ -168,7 +168,7 @@ impl Archiver<'_, '_> {
     /// A source given on the command line: `None` if it vanished.
     pub(super) fn save_entry(&mut self, path: PathBuf, name: &[u8], old: Option<&Node>) -> Result<Option<Slot>> {
         let stat = rustix::fs::lstat(&path);
-        match scan_entry(self.repo, path, name, old, &mut |_, _| None, stat)? {
+        match scan_entry(self.repo, path, name, old, None, &mut |_, _| None, stat)? {
             Ok(s) => self.take_scanned(s, 0, None),
             Err(path) => {
                 self.warn(format!("{} vanished during the backup; left out", path.display()));
