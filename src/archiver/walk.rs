@@ -158,7 +158,14 @@ impl Archiver<'_, '_> {
         let tree = Tree::canonical(nodes).map_err(|e| Error::Usage(format!("internal: {e}")))?;
         let bytes = tree.encode();
         if bytes.len() as u64 > crate::tree::MAX_TREE_LEN {
-            return Err(Error::Usage("a directory has too many entries for one tree blob".into()));
+            // A tree blob holds a folder's entries with every file's chunk list: about 2 million
+            // chunks in all, which is 8 GiB of one stream at the default 4 KiB chunks.
+            return Err(Error::Usage(format!(
+                "a folder's entries and chunk lists exceed one tree blob ({} MiB); for a stream over \
+                 a few GiB use larger chunks (--stream-chunk-size 64K), for a folder of \
+                 hundreds of thousands of files back up its subfolders",
+                crate::tree::MAX_TREE_LEN >> 20
+            )));
         }
         let id = self.repo.key().blob_id(&bytes);
         self.store_tree(id, bytes)?;
