@@ -116,6 +116,31 @@ fn decode_entry(v: &[u8]) -> Option<IndexEntry> {
     Some(IndexEntry { pack: PackId(Id(pack)), offset: u32_at(32), length: u32_at(36), raw_length: u32_at(40) })
 }
 
+/// Deletes the empty write-ahead logs of earlier opens, all but the newest (this open's).
+/// RocksDB before 8.3 creates one per open and, when nothing is written through it (our writes
+/// skip the log), never deletes it (facebook/rocksdb#11313, fixed by #11409): one more file
+/// per cairn command, forever. Its maintainers call deleting empty ones safe while
+/// `track_and_verify_wals_in_manifest` is off (the default). We hold the cache's lock here, so
+/// no other process uses them. Only a clean-up: failures are ignored.
+fn remove_empty_wals(path: &Path) {
+    let Ok(dir) = std::fs::read_dir(path) else { return };
+    let mut logs: Vec<(u64, PathBuf, u64)> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let number = name.strip_suffix(".log")?.parse::<u64>().ok()?;
+            Some((number, e.path(), e.metadata().ok()?.len()))
+        })
+        .collect();
+    logs.sort();
+    logs.pop(); // the newest: this open's
+    for (_, log, len) in logs {
+        if len == 0 {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+}
+
 impl IndexCache {
     /// Opens the cache at `path`, or a new one if it is missing or damaged. If another cairn
     /// process holds it, works from a temporary cache instead (slower, still correct).
@@ -152,6 +177,7 @@ impl IndexCache {
             }
             _ => return Err(cache_err(path, "unknown cache layout")),
         }
+        remove_empty_wals(path);
         Ok(IndexCache { db, path: path.to_path_buf(), _temp: None })
     }
 
@@ -375,6 +401,25 @@ mod tests {
         let far: Vec<BlobId> = [250u8, 1, 0, 255, 254].iter().map(|b| BlobId(Id([*b; 32]))).collect();
         let found: Vec<bool> = c.lookup_many(BlobType::Data, &far).unwrap().iter().map(Option::is_some).collect();
         assert_eq!(found, [true, true, false, false, true]);
+    }
+
+    #[test]
+    fn reopening_does_not_pile_up_empty_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
+                .count()
+        };
+        let (a, b) = (IndexId(Id([1; 32])), IndexId(Id([2; 32])));
+        let load = |id: &IndexId| Ok(if *id == a { file(10, &[1, 2]) } else { file(20, &[3]) });
+        IndexCache::open(dir.path()).unwrap().sync(&[a, b], load).unwrap();
+        for _ in 0..5 {
+            let c = IndexCache::open(dir.path()).unwrap();
+            assert!(c.lookup(BlobType::Data, &BlobId(Id([3; 32]))).unwrap().is_some());
+        }
+        assert!(logs() <= 2, "{} write-ahead logs after 6 opens", logs());
     }
 
     #[test]
