@@ -21,6 +21,7 @@ const LAYOUT_VERSION: &[u8] = b"1";
 
 pub struct IndexCache {
     db: rocksdb::DB,
+    block_cache: rocksdb::Cache,
     path: PathBuf,
     /// Set when the cache lives in a temporary folder (the real one was in use).
     _temp: Option<tempfile::TempDir>,
@@ -30,8 +31,14 @@ fn cache_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Cache { path: path.to_path_buf(), reason: e.to_string() }
 }
 
-/// Block cache for data, index and filter blocks: the bound on what lookups keep in memory.
-const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Block cache for data, index and filter blocks: the bound on what lookups keep in memory. It
+/// grows with the entries, [`CACHE_BYTES_PER_ENTRY`] each (partitioned filters take 1.25 B a
+/// key; the rest keeps hot index and data blocks), from the least to the most: a small
+/// repository's commands stay near the KDF's memory, a 20-million-blob one gets room for all
+/// its filters.
+const BLOCK_CACHE_MIN: usize = 8 << 20;
+const BLOCK_CACHE_MAX: usize = 64 << 20;
+const CACHE_BYTES_PER_ENTRY: usize = 3;
 /// Memtable size: entries of new index objects wait here before they go to a table file.
 const WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// A batched look-up steps an iterator forward this many keys before it seeks instead.
@@ -46,7 +53,7 @@ const MULTI_GET_CHUNK: usize = 4096;
 /// (almost every new chunk) without reading a data block; uncompressed blocks with a hash index
 /// answer the hits with one short search. Index and filter blocks are partitioned and live in
 /// the bounded block cache, so memory follows these settings, not the number of blobs.
-fn options() -> rocksdb::Options {
+fn options(block_cache: &rocksdb::Cache) -> rocksdb::Options {
     let mut o = rocksdb::Options::default();
     o.create_if_missing(true);
     o.set_max_open_files(256);
@@ -66,9 +73,7 @@ fn options() -> rocksdb::Options {
     t.set_pin_top_level_index_and_filter(true);
     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t.set_format_version(5);
-    if let Ok(cache) = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES) {
-        t.set_block_cache(&cache);
-    }
+    t.set_block_cache(block_cache);
     o.set_block_based_table_factory(&t);
     o
 }
@@ -157,7 +162,7 @@ impl IndexCache {
             }
             Err(_) => {
                 // Damaged or from an unknown layout: it is only a cache, so start over.
-                let _ = rocksdb::DB::destroy(&options(), path);
+                let _ = rocksdb::DB::destroy(&rocksdb::Options::default(), path);
                 let _ = std::fs::remove_dir_all(path);
                 std::fs::create_dir_all(path).map_err(|e| cache_err(path, e))?;
                 Self::open_at(path)
@@ -168,8 +173,10 @@ impl IndexCache {
     fn open_at(path: &Path) -> Result<IndexCache> {
         // Opened with its default column family named, which batched point look-ups need
         // (`open_cf` would give it default options instead of ours).
-        let cf = rocksdb::ColumnFamilyDescriptor::new("default", options());
-        let db = rocksdb::DB::open_cf_descriptors(&options(), path, [cf]).map_err(|e| cache_err(path, e))?;
+        let block_cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_MIN).map_err(|e| cache_err(path, e))?;
+        let cf = rocksdb::ColumnFamilyDescriptor::new("default", options(&block_cache));
+        let db =
+            rocksdb::DB::open_cf_descriptors(&options(&block_cache), path, [cf]).map_err(|e| cache_err(path, e))?;
         match db.get(b"v").map_err(|e| cache_err(path, e))? {
             Some(v) if v == LAYOUT_VERSION => {}
             None if db.iterator(rocksdb::IteratorMode::Start).next().is_none() => {
@@ -178,7 +185,16 @@ impl IndexCache {
             _ => return Err(cache_err(path, "unknown cache layout")),
         }
         remove_empty_wals(path);
-        Ok(IndexCache { db, path: path.to_path_buf(), _temp: None })
+        let mut cache = IndexCache { db, block_cache, path: path.to_path_buf(), _temp: None };
+        cache.size_block_cache();
+        Ok(cache)
+    }
+
+    /// Sizes the block cache for the entries there are now (see [`BLOCK_CACHE_MIN`]).
+    fn size_block_cache(&mut self) {
+        let entries = self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0);
+        let want = usize::try_from(entries).unwrap_or(usize::MAX).saturating_mul(CACHE_BYTES_PER_ENTRY);
+        self.block_cache.set_capacity(want.clamp(BLOCK_CACHE_MIN, BLOCK_CACHE_MAX));
     }
 
     /// Index objects mirrored here.
@@ -240,6 +256,7 @@ impl IndexCache {
         if !missing.is_empty() {
             // To table files now, so that the next open reads them instead of replaying writes.
             self.db.flush().map_err(|e| cache_err(&self.path, e))?;
+            self.size_block_cache();
         }
         Ok(skipped)
     }
