@@ -17,8 +17,8 @@ mod walk;
 
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
-use crate::index::BlobIndex;
 use crate::index::file::IndexFile;
+use crate::index::{BlobIndex, IndexSummary};
 use crate::pack;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
@@ -97,10 +97,8 @@ pub fn check(
         workers,
         on_finding,
         report: CheckReport::default(),
-        good_indexes: Vec::new(),
+        seen: IndexSummary::default(),
         damaged_indexes: 0,
-        indexed: HashMap::new(),
-        listed_twice: 0,
         stored: HashMap::new(),
         damage: BTreeMap::new(),
         trees: HashMap::new(),
@@ -115,7 +113,7 @@ pub fn check(
         c.walk_snapshot(i, snap.tree)?;
     }
     c.report_damage(&snaps);
-    c.report.packs = c.indexed.len();
+    c.report.packs = c.seen.packs.len();
     Ok(c.report)
 }
 
@@ -129,10 +127,9 @@ struct Checker<'a> {
     workers: usize,
     on_finding: &'a mut (dyn FnMut(&Finding) + Send),
     report: CheckReport,
-    good_indexes: Vec<IndexId>,
+    /// Index objects that opened and what they say about each pack.
+    seen: IndexSummary,
     damaged_indexes: usize,
-    indexed: HashMap<PackId, Indexed>,
-    listed_twice: usize,
     /// Packs in storage, with their sizes.
     stored: HashMap<PackId, u64>,
     damage: BTreeMap<Target, Damage>,
@@ -153,9 +150,7 @@ impl Checker<'_> {
         let repo = self.repo;
         let ids: Vec<IndexId> = match repo.index_summary() {
             Some(summary) => {
-                self.good_indexes = summary.good.clone();
-                self.listed_twice = summary.listed_twice;
-                self.indexed = summary.packs.clone();
+                self.seen = IndexSummary { damaged: Vec::new(), ..summary.clone() };
                 summary.damaged.clone()
             }
             None => repo.list_ids(ObjectKind::Index)?.into_iter().map(IndexId).collect(),
@@ -165,7 +160,7 @@ impl Checker<'_> {
                 self.pool.install(|| batch.par_iter().map(|id| (*id, repo.load_index_file(id))).collect());
             for (id, result) in loaded {
                 match result {
-                    Ok(file) => self.note_index(id, &file),
+                    Ok(file) => self.seen.note(id, &file),
                     Err(e) => {
                         let problem = damage_text(e)?;
                         self.damaged_indexes += 1;
@@ -176,19 +171,6 @@ impl Checker<'_> {
             }
         }
         Ok(())
-    }
-
-    fn note_index(&mut self, id: IndexId, file: &IndexFile) {
-        self.good_indexes.push(id);
-        for p in &file.packs {
-            let end = p.blobs.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(0);
-            match self.indexed.entry(p.id) {
-                std::collections::hash_map::Entry::Occupied(_) => self.listed_twice += 1,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Indexed { index: id, blobs: p.blobs.len() as u64, end });
-                }
-            }
-        }
     }
 
     /// Packs in storage against packs named by index objects: missing, too short, too long.
@@ -202,12 +184,12 @@ impl Checker<'_> {
                 None => odd_names += 1,
             }
         }
-        for (id, info) in &self.indexed {
+        for (id, info) in &self.seen.packs {
             if let Some(d) = pack_damage(id, info, self.stored.get(id).copied()) {
                 self.damage.insert(Target::Pack(*id), d);
             }
         }
-        let unindexed = self.stored.keys().filter(|id| !self.indexed.contains_key(id)).count();
+        let unindexed = self.stored.keys().filter(|id| !self.seen.packs.contains_key(id)).count();
         let notes = &mut self.report.notes;
         if unindexed > 0 && self.damaged_indexes > 0 {
             notes.push(format!(
@@ -218,8 +200,8 @@ impl Checker<'_> {
                 "{unindexed} packs are not named by any index object (left by an interrupted backup; harmless)"
             ));
         }
-        if self.listed_twice > 0 {
-            notes.push(format!("{} packs are named by more than one index object (harmless)", self.listed_twice));
+        if self.seen.listed_twice > 0 {
+            notes.push(format!("{} packs are named by more than one index object (harmless)", self.seen.listed_twice));
         }
         if odd_names > 0 {
             notes.push(format!("{odd_names} objects under packs/ are not named like packs; ignored"));

@@ -136,6 +136,24 @@ impl Tree {
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
+
+    /// The data blobs of this folder's files of at most `max_blobs` blobs each, sorted and
+    /// without repeats: what one batched index look-up per folder asks for. Larger files (a big
+    /// dump) are left to their own windowed look-ups, so the batch stays small.
+    pub fn small_files_blobs(&self, max_blobs: usize) -> Vec<BlobId> {
+        let mut ids: Vec<BlobId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::File { content } if content.len() <= max_blobs => Some(content.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 #[cfg(test)]

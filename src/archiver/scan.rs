@@ -225,17 +225,7 @@ const FOLDER_BATCH: usize = 64 * 1024;
 /// no longer has: almost always none. One sorted batch per folder costs far less than a
 /// look-up per blob, which was a third of an unchanged backup.
 fn unindexed(repo: &Repository, tree: &Tree) -> Result<HashSet<BlobId>> {
-    let mut ids: Vec<BlobId> = tree
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.kind {
-            NodeKind::File { content } if content.len() <= FOLDER_BATCH => Some(content.iter().copied()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = tree.small_files_blobs(FOLDER_BATCH);
     let found = repo.index()?.lookup_many(BlobType::Data, &ids)?;
     Ok(ids.into_iter().zip(found).filter(|(_, e)| e.is_none()).map(|(id, _)| id).collect())
 }

@@ -30,7 +30,7 @@ impl Checker<'_> {
     pub(super) fn read_packs(&mut self) -> Result<()> {
         let mut queued: HashSet<PackId> = HashSet::new();
         let mut batch: Vec<(PackId, Vec<PackBlob>, u64)> = Vec::new();
-        for id in self.good_indexes.clone() {
+        for id in self.seen.good.clone() {
             let file = match self.repo.load_index_file(&id) {
                 Ok(file) => file,
                 Err(e) => {
