@@ -190,12 +190,17 @@ impl<'r, 'p> Archiver<'r, 'p> {
         let (readers, limit) = (self.readers, self.budget.files_in_flight.max(1));
         let mut content = Vec::new();
         let mut in_flight: VecDeque<read::Pending<Result<Vec<BlobId>>>> = VecDeque::new();
-        let (mut chunks, mut bytes) = (Vec::new(), 0);
+        let (mut chunks, mut bytes, mut count) = (Vec::new(), 0, 0usize);
         let size = self
             .stream_chunker
             .chunk::<_, Failure>(input, None, |chunk| {
                 bytes += chunk.len();
                 chunks.push(chunk);
+                count += 1;
+                if count > walk::MAX_FILE_CHUNKS {
+                    // Stop now: the chunk list could not be stored, however long we read on.
+                    return Err(Failure::Store(walk::tree_too_large()));
+                }
                 if bytes >= BATCH_BYTES {
                     bytes = 0;
                     if in_flight.len() >= limit

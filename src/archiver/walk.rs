@@ -158,14 +158,7 @@ impl Archiver<'_, '_> {
         let tree = Tree::canonical(nodes).map_err(|e| Error::Usage(format!("internal: {e}")))?;
         let bytes = tree.encode();
         if bytes.len() as u64 > crate::tree::MAX_TREE_LEN {
-            // A tree blob holds a folder's entries with every file's chunk list: about 2 million
-            // chunks in all, which is 8 GiB of one stream at the default 4 KiB chunks.
-            return Err(Error::Usage(format!(
-                "a folder's entries and chunk lists exceed one tree blob ({} MiB); for a stream over \
-                 a few GiB use larger chunks (--stream-chunk-size 64K), for a folder of \
-                 hundreds of thousands of files back up its subfolders",
-                crate::tree::MAX_TREE_LEN >> 20
-            )));
+            return Err(tree_too_large());
         }
         let id = self.repo.key().blob_id(&bytes);
         self.store_tree(id, bytes)?;
@@ -207,5 +200,39 @@ impl Ahead {
         let next = self.pending.pop_front();
         self.fill(readers)?;
         Ok(next)
+    }
+}
+
+/// Chunks one file may have: its chunk list (32 bytes a chunk) must fit in its folder's tree
+/// blob, with room left for the folder's other entries. Streams stop at this many chunks
+/// instead of reading on to a failure at the end.
+pub(super) const MAX_FILE_CHUNKS: usize = (crate::tree::MAX_TREE_LEN / 32) as usize - 64 * 1024;
+
+/// A folder's tree blob would exceed `MAX_TREE_LEN`: too many entries, or a file of too many
+/// chunks (8 GiB of one stream at the default 4 KiB chunks).
+pub(super) fn tree_too_large() -> Error {
+    Error::Usage(format!(
+        "a folder's entries and chunk lists exceed one tree blob ({} MiB): for a stream over a few \
+         GiB use larger chunks (--stream-chunk-size 64K), for a folder of hundreds of thousands of \
+         files back up its subfolders",
+        crate::tree::MAX_TREE_LEN >> 20
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{BlobId, Id};
+    use crate::tree::{Node, NodeKind, Tree};
+
+    #[test]
+    fn a_file_of_the_most_chunks_fits_its_tree_with_room_to_spare() {
+        let mut node = Node::bare(b"db.sql", NodeKind::File { content: vec![BlobId(Id([7; 32])); MAX_FILE_CHUNKS] });
+        node.size = u64::MAX;
+        let mut nodes = vec![node];
+        // Room for a few thousand ordinary neighbours.
+        nodes.extend((0..4000u32).map(|i| Node::bare(format!("f{i}").as_bytes(), NodeKind::File { content: vec![] })));
+        let bytes = Tree::canonical(nodes).unwrap().encode();
+        assert!((bytes.len() as u64) < crate::tree::MAX_TREE_LEN, "{} bytes", bytes.len());
     }
 }
