@@ -1,6 +1,5 @@
-//! `--read-data`: every stored, indexed pack downloaded whole, `workers` at a time (so at most
-//! that many packs are in memory), and verified: its BLAKE3 against its name, its header against
-//! the index object's list, and every blob the index places in it opened, decompressed and
+//! `--read-data`: every stored, indexed pack downloaded in 4 MiB pieces, `workers` at a time,
+//! and verified: its BLAKE3 against its name, its header against the index object's list, and every blob the index places in it opened, decompressed and
 //! re-hashed. A pack's problems and lost blobs go into its one [`Damage`] entry.
 
 use super::damage::{Damage, PACK_DAMAGED, Target};
@@ -11,8 +10,8 @@ use crate::error::{BackendError, ObjectKind, ObjectRef, Result};
 use crate::id::{BlobId, Id, PackId};
 use crate::pack::{self, PackBlob};
 use crate::repo::{Repository, blob_kind};
-use rayon::prelude::*;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One pack read whole by `read_data`.
 struct Verdict {
@@ -25,11 +24,50 @@ struct Verdict {
 }
 
 impl Checker<'_> {
-    /// Reads every stored, indexed pack whole, `workers` at a time, with its blob list from the
-    /// index object that names it (index objects are opened again, one at a time).
+    /// Reads every stored, indexed pack whole on `workers` threads, with its blob list from the
+    /// index object that names it (index objects are opened again, one at a time). Packs flow
+    /// through a bounded queue, so a worker never waits for a slower one to finish a batch, and
+    /// at most `2 × workers` packs' blob lists are queued or being read.
     pub(super) fn read_packs(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let (packs_tx, packs_rx) = crossbeam_channel::bounded::<(PackId, Vec<PackBlob>, u64)>(self.workers);
+        let (verdicts_tx, verdicts_rx) = crossbeam_channel::unbounded::<Result<Verdict>>();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..self.workers {
+                let (rx, tx, stop) = (packs_rx.clone(), verdicts_tx.clone(), &stop);
+                scope.spawn(move || {
+                    for (id, blobs, size) in rx {
+                        let verdict = read_pack(repo, id, &blobs, size);
+                        if verdict.is_err() {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        if tx.send(verdict).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop((packs_rx, verdicts_tx));
+            let queued = self.queue_packs(&packs_tx, &verdicts_rx, &stop);
+            drop(packs_tx);
+            queued
+        })?;
+        for verdict in verdicts_rx {
+            self.note_verdict(verdict?);
+        }
+        Ok(())
+    }
+
+    /// Sends every stored pack the good index objects name to the workers, once, taking in
+    /// the verdicts that are ready as it goes.
+    fn queue_packs(
+        &mut self,
+        packs: &crossbeam_channel::Sender<(PackId, Vec<PackBlob>, u64)>,
+        verdicts: &crossbeam_channel::Receiver<Result<Verdict>>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
         let mut queued: HashSet<PackId> = HashSet::new();
-        let mut batch: Vec<(PackId, Vec<PackBlob>, u64)> = Vec::new();
         for id in self.seen.good.clone() {
             let file = match self.repo.load_index_file(&id) {
                 Ok(file) => file,
@@ -44,37 +82,33 @@ impl Checker<'_> {
                 }
             };
             for p in file.packs {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(()); // a worker failed; its error comes with the verdicts
+                }
                 if let Some(&size) = self.stored.get(&p.id)
                     && queued.insert(p.id)
+                    && packs.send((p.id, p.blobs, size)).is_err()
                 {
-                    batch.push((p.id, p.blobs, size));
+                    return Ok(());
                 }
-                if batch.len() >= self.workers * 2 {
-                    self.read_batch(std::mem::take(&mut batch))?;
+                for verdict in verdicts.try_iter() {
+                    self.note_verdict(verdict?);
                 }
             }
-        }
-        self.read_batch(batch)
-    }
-
-    fn read_batch(&mut self, batch: Vec<(PackId, Vec<PackBlob>, u64)>) -> Result<()> {
-        let repo = self.repo;
-        let verdicts: Vec<Result<Verdict>> = self
-            .pool
-            .install(|| batch.into_par_iter().map(|(id, blobs, size)| read_pack(repo, id, &blobs, size)).collect());
-        for verdict in verdicts {
-            let v = verdict?;
-            self.report.blobs_read += v.blobs_read;
-            self.report.bytes_read += v.bytes_read;
-            if v.problems.is_empty() {
-                continue;
-            }
-            let d = self.damage.entry(Target::Pack(v.pack)).or_insert_with(|| Damage::pack(v.pack, PACK_DAMAGED));
-            d.problems.extend(v.problems);
-            d.all_lost |= v.missing;
-            d.lost.extend(v.lost);
         }
         Ok(())
+    }
+
+    fn note_verdict(&mut self, v: Verdict) {
+        self.report.blobs_read += v.blobs_read;
+        self.report.bytes_read += v.bytes_read;
+        if v.problems.is_empty() {
+            return;
+        }
+        let d = self.damage.entry(Target::Pack(v.pack)).or_insert_with(|| Damage::pack(v.pack, PACK_DAMAGED));
+        d.problems.extend(v.problems);
+        d.all_lost |= v.missing;
+        d.lost.extend(v.lost);
     }
 }
 
