@@ -138,7 +138,7 @@ fn plan_root(opts: &BackupOptions) -> Result<BTreeMap<Vec<u8>, Entry>> {
         if sources.iter().any(|other| other != src && src.starts_with(other)) {
             continue; // inside another source: already covered
         }
-        std::fs::symlink_metadata(src).map_err(|e| Error::InputUnreadable { path: src.clone(), source: e })?;
+        std::fs::symlink_metadata(src).map_err(|e| scan::unreadable(src, e))?;
         let names: Vec<&std::ffi::OsStr> =
             src.components().filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None }).collect();
         let Some((last, dirs)) = names.split_last() else {
@@ -247,8 +247,7 @@ impl<'r, 'p> Archiver<'r, 'p> {
                     None => None,
                 },
                 Entry::Dir(real, children) => {
-                    let meta = std::fs::symlink_metadata(real)
-                        .map_err(|e| Error::InputUnreadable { path: real.clone(), source: e })?;
+                    let st = rustix::fs::lstat(real).map_err(|e| scan::unreadable(real, e.into()))?;
                     // Only an optimisation: a tree that cannot be loaded means every file below
                     // is read again.
                     let old_tree = match old.map(|n| &n.kind) {
@@ -257,7 +256,7 @@ impl<'r, 'p> Archiver<'r, 'p> {
                     };
                     let children = self.save_level(children, opts, old_tree.as_ref())?;
                     let subtree = self.save_tree(children)?;
-                    Some(walk::node_from_meta(name, &meta, NodeKind::Dir { subtree }))
+                    Some(Node { kind: NodeKind::Dir { subtree }, ..scan::node_from_stat(name, &st) })
                 }
             };
             nodes.extend(node);

@@ -147,7 +147,8 @@ impl Submitter<'_> {
     }
 }
 
-fn internal(what: &str) -> Error {
+/// A failure that is cairn's own bug, not the input's or the repository's.
+pub(super) fn internal(what: &str) -> Error {
     Error::Usage(format!("internal: {what}"))
 }
 

@@ -12,8 +12,8 @@
 //! `InputUnreadable`, and the walker turns that into a failed backup: chunks already stored
 //! are then only unreferenced blobs, never part of a snapshot.
 
-use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter};
-use super::scan::{Excludes, Scan, scan_dir};
+use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter, internal};
+use super::scan::{Excludes, Scan, scan_dir, unreadable};
 use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ impl<T: Outcome> Pending<T> {
 }
 
 fn stopped() -> Error {
-    Error::Usage("internal: a reader thread stopped".into())
+    internal("a reader thread stopped")
 }
 
 /// A failed read is the input's fault; a failed store is the repository's.
@@ -87,7 +87,7 @@ impl From<std::io::Error> for Failure {
 impl Failure {
     pub(super) fn into_error(self, path: &Path) -> Error {
         match self {
-            Failure::Read(source) => Error::InputUnreadable { path: path.to_path_buf(), source },
+            Failure::Read(source) => unreadable(path, source),
             Failure::Store(e) => e,
         }
     }
@@ -247,12 +247,12 @@ pub(super) fn read_file(
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileOutcome::Vanished,
-        Err(source) => return FileOutcome::Failed(Error::InputUnreadable { path: path.to_path_buf(), source }),
+        Err(source) => return FileOutcome::Failed(unreadable(path, source)),
     };
     let mut content = Vec::new();
     let read = chunker.chunk::<_, Failure>(file, Some(size), |chunk| {
         if cancel.load(Ordering::Relaxed) {
-            return Err(Failure::Store(Error::Usage("internal: backup cancelled".into())));
+            return Err(Failure::Store(internal("backup cancelled")));
         }
         content.push(batch.add(sub, chunk).map_err(Failure::Store)?);
         Ok(())

@@ -183,9 +183,8 @@ pub(super) fn scan_entry(
     Ok(Ok(Scanned { node, path, todo }))
 }
 
-/// The fields of `lstat` a node keeps (what `walk::node_from_meta` takes from `Metadata`),
-/// with a placeholder kind.
-fn node_from_stat(name: &[u8], st: &Stat) -> Node {
+/// The fields of `lstat` a node keeps, with a placeholder kind and no xattrs.
+pub(super) fn node_from_stat(name: &[u8], st: &Stat) -> Node {
     let is_file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
     Node {
         name: name.to_vec(),

@@ -1,50 +1,23 @@
-//! The sorted walk of a source beside the parent snapshot's tree, and nodes from metadata.
+//! The sorted walk of a source beside the parent snapshot's tree.
 //!
 //! Folders are scanned by the readers (`scan.rs`), a few subfolders ahead of the walk; entries
 //! of each are taken in byte order of their names (the tree's canonical order), whichever
-//! reader finished first. A regular file whose size, mtime, ctime and inode equal those of the same path in the
-//! parent snapshot, and whose blobs are all still in the index, reuses the parent's chunk list
-//! without being read. An entry that vanishes between listing and reading is left out (that is
+//! reader finished first. A regular file whose size, mtime, ctime and inode equal those of the
+//! same path in the parent snapshot, and whose blobs are all still in the index, reuses the
+//! parent's chunk list without being read. An entry that vanishes between listing and reading is left out (that is
 //! a consistent state of a live tree); any other read error aborts the backup.
 
 use super::Archiver;
+use super::pipeline::internal;
 use super::read::{FileOutcome, Pending, Readers};
 use super::scan::{Scan, Scanned, Todo, scan_entry};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
-use crate::tree::{Node, NodeKind, Timestamp, Tree};
+use crate::tree::{Node, NodeKind, Tree};
 use std::collections::VecDeque;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::tree::MAX_DEPTH;
-
-/// A node with every field from `meta`, and a placeholder kind.
-pub fn node_from_meta(name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
-    Node {
-        name: name.to_vec(),
-        kind,
-        mode: meta.mode(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        size: if meta.is_file() { meta.size() } else { 0 },
-        mtime: mtime_of(meta),
-        ctime: ctime_of(meta),
-        inode: meta.ino(),
-        device: meta.dev(),
-        links: meta.nlink(),
-        xattrs: Vec::new(),
-    }
-}
-
-fn mtime_of(meta: &Metadata) -> Timestamp {
-    Timestamp { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 }
-}
-
-fn ctime_of(meta: &Metadata) -> Timestamp {
-    Timestamp { secs: meta.ctime(), nanos: meta.ctime_nsec().clamp(0, 999_999_999) as u32 }
-}
 
 /// A directory entry: its node, or a node that waits for a reader to store the file's content.
 pub(super) enum Slot {
@@ -155,7 +128,7 @@ impl Archiver<'_, '_> {
 
     /// Encodes a directory's nodes as a tree blob and queues it if new.
     pub(super) fn save_tree(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
-        let tree = Tree::canonical(nodes).map_err(|e| Error::Usage(format!("internal: {e}")))?;
+        let tree = Tree::canonical(nodes).map_err(|e| internal(&e.to_string()))?;
         let bytes = tree.encode();
         if bytes.len() as u64 > crate::tree::MAX_TREE_LEN {
             return Err(tree_too_large());
