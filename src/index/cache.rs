@@ -255,15 +255,17 @@ impl IndexCache {
         }
         if !missing.is_empty() {
             // To table files now, so that the next open reads them instead of replaying writes.
-            self.db.flush().map_err(|e| cache_err(&self.path, e))?;
-            self.size_block_cache();
+            self.flush()?;
         }
         Ok(skipped)
     }
 
-    /// Writes what is waiting in memory to table files, so the next open need not replay it.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| cache_err(&self.path, e))
+    /// After entries were added or removed: writes what waits in memory to table files, so the
+    /// next open need not replay it, and sizes the block cache for the entries there are now.
+    pub fn flush(&mut self) -> Result<()> {
+        self.db.flush().map_err(|e| cache_err(&self.path, e))?;
+        self.size_block_cache();
+        Ok(())
     }
 
     /// Empties the cache (it is rebuilt from the repository by the next `sync`).
@@ -276,7 +278,7 @@ impl IndexCache {
             }
         }
         self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))?;
-        self.db.flush().map_err(|e| cache_err(&self.path, e))
+        self.flush()
     }
 
     pub fn path(&self) -> &Path {
