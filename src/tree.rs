@@ -137,15 +137,15 @@ impl Tree {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 
-    /// The data blobs of this folder's files of at most `max_blobs` blobs each, sorted and
-    /// without repeats: what one batched index look-up per folder asks for. Larger files (a big
-    /// dump) are left to their own windowed look-ups, so the batch stays small.
-    pub fn small_files_blobs(&self, max_blobs: usize) -> Vec<BlobId> {
+    /// The data blobs of this folder's files, sorted and without repeats: what one batched index
+    /// look-up per folder asks for. Files of more than `max_per_file` blobs are left out, for
+    /// callers that look up a big file (a dump) in windows of its own to bound the batch.
+    pub fn file_blobs(&self, max_per_file: usize) -> Vec<BlobId> {
         let mut ids: Vec<BlobId> = self
             .nodes
             .iter()
             .filter_map(|n| match &n.kind {
-                NodeKind::File { content } if content.len() <= max_blobs => Some(content.iter().copied()),
+                NodeKind::File { content } if content.len() <= max_per_file => Some(content.iter().copied()),
                 _ => None,
             })
             .flatten()

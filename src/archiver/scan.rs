@@ -224,7 +224,7 @@ const FOLDER_BATCH: usize = 64 * 1024;
 /// no longer has: almost always none. One sorted batch per folder costs far less than a
 /// look-up per blob, which was a third of an unchanged backup.
 fn unindexed(repo: &Repository, tree: &Tree) -> Result<HashSet<BlobId>> {
-    let ids = tree.small_files_blobs(FOLDER_BATCH);
+    let ids = tree.file_blobs(FOLDER_BATCH);
     let found = repo.index()?.lookup_many(BlobType::Data, &ids)?;
     Ok(ids.into_iter().zip(found).filter(|(_, e)| e.is_none()).map(|(id, _)| id).collect())
 }

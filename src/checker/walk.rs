@@ -115,7 +115,7 @@ impl Checker<'_> {
     /// (a large dump) are looked up a window at a time by `check_file` instead, so memory stays
     /// at a window, not at the largest file's chunk list.
     fn look_up_files(&self, tree: &Tree) -> Result<Found> {
-        let ids = tree.small_files_blobs(FILE_BATCH);
+        let ids = tree.file_blobs(FILE_BATCH);
         let entries = self.index.lookup_many(BlobType::Data, &ids)?;
         Ok(ids.into_iter().zip(entries).collect())
     }

@@ -406,17 +406,8 @@ impl<'a> Walker<'a> {
 /// Looks up the data blobs of every file in a tree in one sorted batch, which the index cache
 /// answers much faster than one look-up at a time. Memory follows the tree's own size.
 fn look_up_files(src: &dyn TreeSource, tree: &Tree) -> Result<HashMap<BlobId, Option<IndexEntry>>> {
-    let mut ids: Vec<BlobId> = tree
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.kind {
-            NodeKind::File { content } => Some(content.iter().copied()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    // Every file's blobs, large ones too: a file is planned from this map, blob by blob.
+    let ids = tree.file_blobs(usize::MAX);
     let entries = src.locate_data_many(&ids)?;
     Ok(ids.into_iter().zip(entries).collect())
 }
