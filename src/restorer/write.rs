@@ -84,46 +84,44 @@ pub(crate) fn create_file(path: &Path) -> Result<(), String> {
 
 /// [`create_file`], keeping the file open for writing.
 fn create_file_handle(path: &Path) -> Result<File, String> {
-    let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(NO_FOLLOW).open(path);
-    // Into an empty target the first try succeeds; something in the way is removed, then retried.
+    create_in_slot(path, "creating file", || {
+        OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(NO_FOLLOW).open(path)
+    })
+}
+
+/// Runs `create` for a new non-directory entry at `path`. Into an empty target the first try
+/// succeeds; if something is in the way, it is removed ([`clear_slot`]) and `create` retried.
+fn create_in_slot<T>(path: &Path, what: &str, create: impl Fn() -> io::Result<T>) -> Result<T, String> {
     match create() {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
-            create().map_err(|e| failed("creating file", e))
+            create().map_err(|e| failed(what, e))
         }
-        other => other.map_err(|e| failed("creating file", e)),
+        other => other.map_err(|e| failed(what, e)),
     }
 }
 
 pub(crate) fn create_symlink(path: &Path, target: &[u8]) -> Result<(), String> {
-    let create = || std::os::unix::fs::symlink(OsStr::from_bytes(target), path);
-    match create() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
-            create().map_err(|e| failed("creating symlink", e))
-        }
-        other => other.map_err(|e| failed("creating symlink", e)),
-    }
+    create_in_slot(path, "creating symlink", || std::os::unix::fs::symlink(OsStr::from_bytes(target), path))
 }
 
 pub(crate) fn create_fifo(path: &Path) -> Result<(), String> {
-    clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
-    rustix::fs::mknodat(rustix::fs::CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
-        .map_err(|e| failed("creating fifo", e.into()))
+    create_in_slot(path, "creating fifo", || {
+        Ok(rustix::fs::mknodat(rustix::fs::CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0)?)
+    })
 }
 
 pub(crate) fn create_device(path: &Path, block: bool, rdev: u64) -> Result<(), String> {
-    clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
     let kind = if block { FileType::BlockDevice } else { FileType::CharacterDevice };
-    rustix::fs::mknodat(rustix::fs::CWD, path, kind, Mode::from_raw_mode(0o600), rdev)
-        .map_err(|e| failed("creating device node", e.into()))
+    create_in_slot(path, "creating device node", || {
+        Ok(rustix::fs::mknodat(rustix::fs::CWD, path, kind, Mode::from_raw_mode(0o600), rdev)?)
+    })
 }
 
 /// Links `path` to the already restored (or being restored) file `origin`.
 pub(crate) fn hard_link(origin: &Path, path: &Path) -> Result<(), String> {
-    clear_slot(path).map_err(|e| failed("removing what was in the way", e))?;
     // linkat without AT_SYMLINK_FOLLOW: a symlink at `origin` would be linked, not followed.
-    fs::hard_link(origin, path).map_err(|e| failed(&format!("hard linking to {}", origin.display()), e))
+    create_in_slot(path, &format!("hard linking to {}", origin.display()), || fs::hard_link(origin, path))
 }
 
 fn open_for_write(path: &Path) -> io::Result<File> {
