@@ -63,11 +63,10 @@ pub(crate) fn run(g: &Global, a: &BackupArgs) -> Result<()> {
     }
     a.write.apply(crate::repo::config::RepoConfig::new())?; // a typo fails before the password prompt
     let mut repo = g.open()?;
-    if !a.write.is_empty() {
-        // Differently cut chunks do not deduplicate against the old ones: worth it only on purpose.
-        let settings = a.write.apply(repo.config().clone())?;
-        repo.override_write_settings(&settings);
-    }
+    // Settings given for this run replace the stored ones (none given: the stored ones stay).
+    // Differently cut chunks do not deduplicate against the old ones: worth it only on purpose.
+    let settings = a.write.apply(repo.config().clone())?;
+    repo.override_write_settings(&settings);
     let _lock = repo.lock(false)?;
     let host = a.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut opts =

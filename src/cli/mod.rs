@@ -98,13 +98,6 @@ impl WriteSettings {
         config.validate().map_err(|e| Error::Usage(e.to_string()))?;
         Ok(config)
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.file_chunk_size.is_none()
-            && self.stream_chunk_size.is_none()
-            && self.pack_size.is_none()
-            && self.compression_level.is_none()
-    }
 }
 
 /// `64K`, `1M`, `1048576`: a size in bytes (binary units).
