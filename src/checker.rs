@@ -3,16 +3,19 @@
 //!
 //! Order: index objects (each opened and verified), the packs in storage against the packs they
 //! name, the snapshots; with `read_data` every indexed pack read whole (name, header, every
-//! blob); then one walk of every snapshot's trees. The walk finds blobs missing from the index
-//! and damaged trees, and records the paths that need each damaged object; a tree with nothing
-//! damaged below it is never walked twice. There is one [`Finding`] per damaged object; damage
-//! never stops the check, only failures to reach the storage or the index cache do.
+//! blob); then the sweep, which proves all trees and blobs whole on all workers (or gives up);
+//! then one walk of every snapshot's trees, skipping those the sweep proved. The walk finds blobs
+//! missing from the index and damaged trees, and records the paths that need each damaged
+//! object; a tree with nothing damaged below it is never walked twice. There is one [`Finding`]
+//! per damaged object; damage never stops the check, only failures to reach the storage or the
+//! index cache do.
 //! Memory: per pack a few numbers, the ids of trees walked, the damaged objects, and at most
 //! `workers` whole packs; never every blob entry. Here: the API and the index, pack and snapshot
-//! checks; `damage.rs` (what is lost, what needs it), `read_data.rs`, `walk.rs`.
+//! checks; `damage.rs` (what is lost, what needs it), `read_data.rs`, `sweep.rs`, `walk.rs`.
 
 mod damage;
 mod read_data;
+mod sweep;
 mod walk;
 
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
@@ -36,7 +39,8 @@ const SNAPSHOT_DAMAGED: &str = "this snapshot cannot be listed or restored; othe
 pub struct CheckOptions {
     /// Also download every pack and verify every byte of it.
     pub read_data: bool,
-    /// Packs read at once with `read_data` (each is held whole in memory while it is verified).
+    /// Packs read at once with `read_data` (each is held whole in memory while it is verified);
+    /// without it, the threads of the sweep (at most one per core).
     pub workers: usize,
 }
 
@@ -84,31 +88,17 @@ pub fn check(
     opts: &CheckOptions,
     on_finding: &mut (dyn FnMut(&Finding) + Send),
 ) -> Result<CheckReport> {
-    let workers = opts.workers.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .thread_name(|i| format!("cairn-check-{i}"))
-        .build()
-        .map_err(|e| Error::io("starting check workers", std::io::Error::other(e.to_string())))?;
-    let mut c = Checker {
-        repo,
-        index: repo.index()?,
-        pool,
-        workers,
-        on_finding,
-        report: CheckReport::default(),
-        seen: IndexSummary::default(),
-        damaged_indexes: 0,
-        stored: HashMap::new(),
-        damage: BTreeMap::new(),
-        trees: HashMap::new(),
-    };
+    let mut c = Checker::new(repo, opts, on_finding)?;
     c.check_index_objects()?;
     c.check_packs()?;
     let snaps = c.load_snapshots()?;
     if opts.read_data {
         c.read_packs()?;
     }
+    // The sweep proves the trees whole fast, or leaves them to the walk, which names the
+    // paths that need whatever is damaged.
+    let roots: Vec<BlobId> = snaps.iter().map(|(_, snap)| snap.tree).collect();
+    c.sweep(&roots)?;
     for (i, (_, snap)) in snaps.iter().enumerate() {
         c.walk_snapshot(i, snap.tree)?;
     }
@@ -137,7 +127,37 @@ struct Checker<'a> {
     trees: HashMap<BlobId, bool>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(
+        repo: &'a Repository,
+        opts: &CheckOptions,
+        on_finding: &'a mut (dyn FnMut(&Finding) + Send),
+    ) -> Result<Checker<'a>> {
+        // Without --read-data the work is CPU-bound (the sweep): one worker per core. More only
+        // cost memory: each thread that allocates gets its own malloc arena (measured: 4 workers
+        // on 2 cores, 72-79 MB peak against 60-64 MB, for no gain in time).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = if opts.read_data { opts.workers.max(1) } else { opts.workers.clamp(1, cores) };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("cairn-check-{i}"))
+            .build()
+            .map_err(|e| Error::io("starting check workers", std::io::Error::other(e.to_string())))?;
+        Ok(Checker {
+            repo,
+            index: repo.index()?,
+            pool,
+            workers,
+            on_finding,
+            report: CheckReport::default(),
+            seen: IndexSummary::default(),
+            damaged_indexes: 0,
+            stored: HashMap::new(),
+            damage: BTreeMap::new(),
+            trees: HashMap::new(),
+        })
+    }
+
     fn emit(&mut self, finding: Finding) {
         (self.on_finding)(&finding);
         self.report.findings.push(finding);
@@ -402,6 +422,35 @@ mod tests {
         assert_eq!(report.blobs_read, 6);
         let stored: u64 = f.t.repo.backend().list("packs").unwrap().iter().map(|l| l.size).sum();
         assert_eq!(report.bytes_read, stored);
+    }
+
+    /// The sweep, run as `check` runs it: after the index objects and packs are checked.
+    fn sweep(repo: &Repository, root: BlobId) -> (bool, usize) {
+        let mut ignore = |_: &Finding| {};
+        let mut c = Checker::new(repo, &CheckOptions::default(), &mut ignore).unwrap();
+        c.check_index_objects().unwrap();
+        c.check_packs().unwrap();
+        let proved = c.sweep(&[root, root]).unwrap();
+        (proved, c.trees.len())
+    }
+
+    #[test]
+    fn sweep_proves_whole_trees_and_leaves_any_doubt_to_the_walk() {
+        let f = fixture();
+        let repo = &f.t.repo;
+        let root = repo.load_snapshot(&f.snap).unwrap().tree;
+        assert_eq!(sweep(repo, root), (true, 4), "all four trees proved, the repeated root once");
+        // A blob whose pack is truncated: nothing proved, nothing marked.
+        let y = repo.index().unwrap().lookup(BlobType::Data, &f.y).unwrap().unwrap();
+        alter(repo, &pack_path(&f.data_pack), |b| b.truncate(y.offset as usize + 5));
+        assert_eq!(sweep(repo, root), (false, 0));
+        // A tree that does not open, in a whole pack.
+        let f = fixture();
+        let repo = &f.t.repo;
+        let at = offset_of(repo, BlobType::Tree, &f.app_tree) + 45;
+        alter(repo, &pack_path(&f.tree_pack), |b| b[at] ^= 0x01);
+        let root = repo.load_snapshot(&f.snap).unwrap().tree;
+        assert_eq!(sweep(repo, root), (false, 0));
     }
 
     #[test]

@@ -332,6 +332,18 @@ impl IndexCache {
     }
 }
 
+/// About how many of `stored` keys lie between the first and the last of `sorted`. Blob ids are
+/// keyed hashes, spread evenly, so that is `stored` times the share of the id space they span: a
+/// window of a large sorted batch is dense within its own span even when it is a small part of
+/// the whole index.
+fn stored_between(stored: u64, sorted: &[[u8; 34]]) -> u64 {
+    // The id's first 8 bytes as a number that orders like the keys (most significant first).
+    let prefix = |k: &[u8; 34]| k[2..10].iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else { return stored };
+    let share = prefix(last).saturating_sub(prefix(first)) as f64 / u64::MAX as f64;
+    (stored as f64 * share).ceil() as u64
+}
+
 impl BlobIndex for IndexCache {
     fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>> {
         match self.db.get_pinned(blob_key(kind, id)).map_err(|e| cache_err(&self.path, e))? {
@@ -347,7 +359,7 @@ impl BlobIndex for IndexCache {
         order.sort_unstable_by_key(|&i| ids[i]);
         let keys: Vec<[u8; 34]> = order.iter().map(|&i| blob_key(kind, &ids[i])).collect();
         let stored = self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(u64::MAX);
-        let found = if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored {
+        let found = if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored_between(stored, &keys) {
             self.lookup_sorted(&keys)?
         } else {
             self.multi_get_sorted(&keys)?
@@ -420,6 +432,16 @@ mod tests {
         let far: Vec<BlobId> = [250u8, 1, 0, 255, 254].iter().map(|b| BlobId(Id([*b; 32]))).collect();
         let found: Vec<bool> = c.lookup_many(BlobType::Data, &far).unwrap().iter().map(Option::is_some).collect();
         assert_eq!(found, [true, true, false, false, true]);
+    }
+
+    #[test]
+    fn stored_between_scales_with_the_span_of_the_ids() {
+        let key = |first: u8| blob_key(BlobType::Data, &BlobId(Id([first; 32])));
+        assert_eq!(stored_between(1000, &[]), 1000);
+        assert_eq!(stored_between(1000, &[key(7), key(7)]), 0);
+        let half = stored_between(1000, &[key(0), key(0x80)]);
+        assert!((495..=505).contains(&half), "{half}");
+        assert_eq!(stored_between(1000, &[key(0), key(0xff)]), 1000);
     }
 
     #[test]
