@@ -321,7 +321,10 @@ fn an_unreadable_file_fails_the_backup_and_writes_no_snapshot() {
     }
     let env = Env::new();
     chmod(env.dir.path(), 0o777);
-    cairn_as_nobody(&env).args(["init", "--kdf-memory", "8", "--kdf-passes", "1"]).assert().success();
+    cairn_as_nobody(&env)
+        .args(["init", "--kdf-memory", "8", "--kdf-passes", "1", "--kdf-lanes", "1"])
+        .assert()
+        .success();
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     write(&src.join("open.txt"), b"anyone may read this");

@@ -171,7 +171,7 @@ fn write_fixture_repo_v1() {
     let _ = fs::remove_dir_all(&expected);
     build_source(&src);
     let run = || cairn(&repo, scratch.path());
-    run().args(["init", "--kdf-memory", "8", "--kdf-passes", "1"]).assert().success();
+    run().args(["init", "--kdf-memory", "8", "--kdf-passes", "1", "--kdf-lanes", "1"]).assert().success();
     run().arg("backup").arg(&src).args(["--tag", "first", "--host", "fixture-host"]).assert().success();
     fs::write(src.join("hello.txt"), b"hello again, changed for the second snapshot\n").unwrap();
     set_mtime(&src.join("hello.txt"), 1_650_000_000, 5);

@@ -62,6 +62,9 @@ struct InitArgs {
     /// Argon2id passes (default 2)
     #[arg(long, default_value_t = KdfParams::DEFAULT.t_cost, hide = true)]
     kdf_passes: u32,
+    /// Argon2id lanes (default 2; memory must be at least 8 KiB per lane)
+    #[arg(long, default_value_t = KdfParams::DEFAULT.p_cost, hide = true)]
+    kdf_lanes: u32,
     #[command(flatten)]
     write: WriteSettings,
 }
@@ -211,7 +214,7 @@ pub fn run() -> Result<()> {
 }
 
 fn init(g: &Global, a: &InitArgs) -> Result<()> {
-    let kdf = KdfParams { m_cost: a.kdf_memory, t_cost: a.kdf_passes, p_cost: 1 };
+    let kdf = KdfParams { m_cost: a.kdf_memory, t_cost: a.kdf_passes, p_cost: a.kdf_lanes };
     kdf.validate().map_err(|e| Error::Usage(e.to_string()))?;
     let loc = g.location()?.to_string();
     if PathBuf::from(&loc).join("config").exists() {

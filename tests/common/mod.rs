@@ -139,7 +139,11 @@ impl Env {
     /// [`Env::init_cheap`] with more `init` options, e.g. `["--pack-size", "1M"]`.
     pub fn init_cheap_with(options: &[&str]) -> Env {
         let env = Env::new();
-        env.cairn().args(["init", "--kdf-memory", "8", "--kdf-passes", "1"]).args(options).assert().success();
+        env.cairn()
+            .args(["init", "--kdf-memory", "8", "--kdf-passes", "1", "--kdf-lanes", "1"])
+            .args(options)
+            .assert()
+            .success();
         env
     }
 
