@@ -25,6 +25,7 @@ use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, Tree};
 use pipeline::{BATCH_BYTES, Budget, Pipeline, Submitter};
 use read::{Failure, Readers};
+use scan::{Indexed, StillIndexed};
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -67,24 +68,21 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Sn
         Some((_, tree)) => Some(repo.load_tree(tree)?),
         None => None,
     };
-    let budget = Budget::for_machine();
     let excludes = scan::Excludes::new(&opts.excludes)?;
-    let (walked, stored) = std::thread::scope(|scope| {
-        let pipe = Pipeline::start(scope, repo, budget);
-        let walked = pipe.submitter().and_then(|sub| {
-            let readers = Readers::start(scope, repo, &excludes, &sub, budget);
-            let mut a = Archiver::new(repo, sub, &readers, budget);
-            a.save_root(&root, opts, parent_tree.as_ref()).map(|tree| (tree, a.summary, a.warnings))
-        });
-        // Finish even after a failed walk, so stored packs get indexed and reused next time.
-        // The readers and every submitter are gone by now, so the pipeline can drain.
-        let stored = pipe.finish();
-        Ok::<_, Error>((walked, stored))
-    })?;
-    let (tree, mut summary, warnings) = walked?;
-    let stored = stored?;
-    summary.blobs_added = stored.blobs;
-    summary.bytes_added = stored.bytes;
+    let walk = |indexed| walk_and_store(repo, opts, &root, parent_tree.as_ref(), &excludes, indexed);
+    let still = StillIndexed::default();
+    // A streamed input cannot be read twice, so a backup with one asks the index as it goes.
+    let first = if opts.inputs.is_empty() { Indexed::Later(&still) } else { Indexed::Ask };
+    let (mut tree, mut summary, mut warnings) = walk(first)?;
+    if !still.all_there(repo)? {
+        // Some unchanged file's blobs left the index since the parent snapshot (an index object
+        // lost or damaged): that walk's trees may name them, so walk again asking the index
+        // folder by folder; those files are read again. What the first walk stored is kept.
+        let (blobs, bytes) = (summary.blobs_added, summary.bytes_added);
+        (tree, summary, warnings) = walk(Indexed::Ask)?;
+        summary.blobs_added += blobs;
+        summary.bytes_added += bytes;
+    }
     summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut paths: Vec<String> =
         opts.paths.iter().map(|p| absolute(p).map(|p| p.display().to_string())).collect::<Result<_>>()?;
@@ -102,6 +100,36 @@ pub fn backup(repo: &Repository, opts: &BackupOptions) -> Result<(SnapshotId, Sn
     };
     let id = repo.save_snapshot(&snap)?;
     Ok((id, snap, warnings))
+}
+
+/// One walk of the sources with the readers and the pipeline; the pipeline is finished (last
+/// pack and index object stored) before this returns, even after a failed walk.
+fn walk_and_store(
+    repo: &Repository,
+    opts: &BackupOptions,
+    root: &BTreeMap<Vec<u8>, Entry>,
+    parent_tree: Option<&Tree>,
+    excludes: &scan::Excludes,
+    indexed: Indexed<'_>,
+) -> Result<(BlobId, Summary, Vec<String>)> {
+    let budget = Budget::for_machine();
+    let (walked, stored) = std::thread::scope(|scope| {
+        let pipe = Pipeline::start(scope, repo, budget);
+        let walked = pipe.submitter().and_then(|sub| {
+            let readers = Readers::start(scope, repo, excludes, indexed, &sub, budget);
+            let mut a = Archiver::new(repo, sub, &readers, budget);
+            a.save_root(root, opts, parent_tree).map(|tree| (tree, a.summary, a.warnings))
+        });
+        // Finish even after a failed walk, so stored packs get indexed and reused next time.
+        // The readers and every submitter are gone by now, so the pipeline can drain.
+        let stored = pipe.finish();
+        Ok::<_, Error>((walked, stored))
+    })?;
+    let (tree, mut summary, warnings) = walked?;
+    let stored = stored?;
+    summary.blobs_added = stored.blobs;
+    summary.bytes_added = stored.bytes;
+    Ok((tree, summary, warnings))
 }
 
 pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {

@@ -13,7 +13,7 @@
 //! are then only unreferenced blobs, never part of a snapshot.
 
 use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter, internal};
-use super::scan::{Excludes, Scan, scan_dir, unreadable};
+use super::scan::{Excludes, Indexed, Scan, scan_dir, unreadable};
 use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
@@ -105,6 +105,7 @@ impl<'scope> Readers<'scope> {
         scope: &'scope Scope<'scope, 'env>,
         repo: &'env Repository,
         excludes: &'env Excludes,
+        indexed: Indexed<'env>,
         sub: &Submitter<'scope>,
         budget: Budget,
     ) -> Self {
@@ -114,7 +115,7 @@ impl<'scope> Readers<'scope> {
         let handles = (0..budget.readers.max(1))
             .map(|_| {
                 let (rx, sub, cancel) = (rx.clone(), sub.clone(), cancel.clone());
-                let ctx = Context { repo, excludes, chunker };
+                let ctx = Context { repo, excludes, indexed, chunker };
                 scope.spawn(move || {
                     // After a cancel the queued tasks are dropped unrun (their walker is gone).
                     for task in rx.iter().take_while(|_| !cancel.load(Ordering::SeqCst)) {
@@ -172,6 +173,7 @@ impl Drop for Readers<'_> {
 struct Context<'env> {
     repo: &'env Repository,
     excludes: &'env Excludes,
+    indexed: Indexed<'env>,
     chunker: Chunker,
 }
 
@@ -201,7 +203,7 @@ impl Context<'_> {
                 let mut small = |path: &Path, size: u64| {
                     (size <= limit).then(|| read_file(path, size, sub, self.chunker, cancel, &mut batch))
                 };
-                let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), &mut small);
+                let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), self.indexed, &mut small);
                 let _ = reply.send(scan.and_then(|scan| batch.flush(sub).map(|()| scan)));
             }
         }

@@ -4,8 +4,9 @@
 //! of each are taken in byte order of their names (the tree's canonical order), whichever
 //! reader finished first. A regular file whose size, mtime, ctime and inode equal those of the
 //! same path in the parent snapshot, and whose blobs are all still in the index, reuses the
-//! parent's chunk list without being read. An entry that vanishes between listing and reading is left out (that is
-//! a consistent state of a live tree); any other read error aborts the backup.
+//! parent's chunk list without being read (the index is asked in batches, see
+//! `scan::StillIndexed`). An entry that vanishes between listing and reading is left out (that
+//! is a consistent state of a live tree); any other read error aborts the backup.
 
 use super::Archiver;
 use super::pipeline::internal;
