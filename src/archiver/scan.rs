@@ -17,7 +17,7 @@ use crate::index::BlobIndex;
 use crate::repo::Repository;
 use crate::tree::{Node, NodeKind, Timestamp, Tree, Xattr};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use rustix::fs::{AtFlags, FileType, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -109,15 +109,20 @@ pub(super) fn scan_dir(
     indexed: Indexed<'_>,
     small: &mut ReadSmall<'_>,
 ) -> Result<Scan> {
+    // The folder is opened once, listed, and its entries are stat'ed relative to it: one path
+    // lookup instead of one per component of every entry's path.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| unreadable(path, e.into()))?;
+    let mut listing = rustix::fs::Dir::new(fd).map_err(|e| unreadable(path, e.into()))?;
     let mut names: Vec<Vec<u8>> = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| unreadable(path, e))? {
-        let entry = entry.map_err(|e| unreadable(path, e))?;
-        names.push(entry.file_name().as_bytes().to_vec());
+    while let Some(entry) = listing.read() {
+        let name = entry.map_err(|e| unreadable(path, e.into()))?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
     }
     names.sort();
-    // Entries are stat'ed relative to the open folder: one path lookup instead of one per
-    // component of every entry's path.
-    let dir = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
+    let dir = listing.fd().map_err(|e| unreadable(path, e.into()))?;
     // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
     let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
     let gone = match (&parent, indexed) {
@@ -132,7 +137,7 @@ pub(super) fn scan_dir(
             continue;
         }
         let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
-        let stat = rustix::fs::statat(&dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
+        let stat = rustix::fs::statat(dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
         let entry = scan_entry(repo, child, &name, old, Some(&gone), small, stat)?;
         if let Ok(Scanned { todo: Todo::Unchanged, node, .. }) = &entry
             && let NodeKind::File { content } = &node.kind
