@@ -55,9 +55,10 @@ impl PackWriter {
         Self::default()
     }
 
-    /// A writer whose data buffer holds `bytes` before it grows.
-    pub fn with_capacity(bytes: usize) -> Self {
-        PackWriter { data: Vec::with_capacity(bytes), blobs: Vec::new() }
+    /// A writer that fills `buffer` (emptied first), keeping its capacity.
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        PackWriter { data: buffer, blobs: Vec::new() }
     }
 
     /// Bytes of blob data so far.
