@@ -47,24 +47,54 @@ pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
     aad
 }
 
-/// Compresses (when that pays) and seals a blob whose id the caller already computed.
+/// Compresses (when that pays) and seals a blob whose id the caller already computed. The
+/// frame goes into a per-thread buffer and from there straight into the sealed message, which
+/// is encrypted in place: one copy of the payload, one allocation per blob.
 pub fn seal_blob(key: &MasterKey, kind: BlobType, id: &BlobId, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
-    let mut body = Vec::with_capacity(plaintext.len() + 1);
-    body.push(RAW);
-    match compress(plaintext, zstd_level) {
-        Ok(compressed) if compressed.len() < plaintext.len() => {
-            body[0] = ZSTD;
-            body.extend_from_slice(&compressed);
-        }
-        _ => body.extend_from_slice(plaintext),
+    let aad = blob_aad(kind, id);
+    let sealed = with_compressed(plaintext, zstd_level, |frame| match frame {
+        Some(frame) if frame.len() < plaintext.len() => key.seal_parts(&aad, &[&[ZSTD], frame]),
+        _ => key.seal_parts(&aad, &[&[RAW], plaintext]),
+    });
+    match sealed {
+        Some(sealed) => sealed,
+        // The compressor could not be set up: store the blob raw.
+        None => key.seal_parts(&aad, &[&[RAW], plaintext]),
     }
-    key.seal(&blob_aad(kind, id), &body)
+}
+
+/// A compressor at one level, and the buffer its frames go into; one per thread: creating a
+/// context per blob costs more than compressing a small blob.
+struct Compression {
+    level: i32,
+    compressor: zstd::bulk::Compressor<'static>,
+    frame: Vec<u8>,
 }
 
 thread_local! {
-    /// One zstd context per thread and level: creating a context per blob costs more than
-    /// compressing a small blob.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static COMPRESSOR: std::cell::RefCell<Option<Compression>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Calls `then` with the zstd frame of `plaintext` (`None` if compressing failed). `None` if no
+/// compressor could be made for the level.
+fn with_compressed<T>(plaintext: &[u8], level: i32, then: impl FnOnce(Option<&[u8]>) -> T) -> Option<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|c| c.level != level) {
+            let compressor = zstd::bulk::Compressor::new(level).ok()?;
+            *slot = Some(Compression { level, compressor, frame: Vec::new() });
+        }
+        let c = slot.as_mut()?;
+        c.frame.clear();
+        c.frame.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
+        let done = c.compressor.compress_to_buffer(plaintext, &mut c.frame);
+        let out = then(done.ok().map(|_| c.frame.as_slice()));
+        // A frame of the largest chunk is a few MiB: keep no more than that between blobs.
+        if c.frame.capacity() > 8 << 20 {
+            c.frame = Vec::new();
+        }
+        Some(out)
+    })
 }
 
 thread_local! {
@@ -80,19 +110,6 @@ fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
         match slot.as_mut() {
             Some(d) => d.decompress(payload, capacity),
             None => zstd::bulk::decompress(payload, capacity),
-        }
-    })
-}
-
-fn compress(plaintext: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match slot.as_mut() {
-            Some((_, c)) => c.compress(plaintext),
-            None => zstd::bulk::compress(plaintext, level),
         }
     })
 }
