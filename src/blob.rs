@@ -117,19 +117,23 @@ fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
 /// Authenticates, decompresses and re-hashes a sealed blob. Only bytes that pass come back.
 pub fn open_blob(key: &MasterKey, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
     let body = key.open(&blob_aad(kind, id), sealed)?;
-    let plain = decode_body(&body)?;
+    let plain = decode_body(body)?;
     if key.blob_id(&plain) != *id {
         return Err(FormatError::invalid("blob", "content does not hash to its id"));
     }
     Ok(plain)
 }
 
-fn decode_body(body: &[u8]) -> Result<Vec<u8>, FormatError> {
+fn decode_body(mut body: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     let Some((&tag, payload)) = body.split_first() else {
         return Err(FormatError::Truncated { needed: 1, available: 0 });
     };
     match tag {
-        RAW => Ok(payload.to_vec()),
+        // The payload moves down over the compression byte: no second buffer of its size.
+        RAW => {
+            body.remove(0);
+            Ok(body)
+        }
         ZSTD => {
             let size = match zstd::zstd_safe::get_frame_content_size(payload) {
                 Ok(Some(size)) => size,
