@@ -39,21 +39,13 @@ impl Checker<'_> {
         let group_len = self.workers * 8;
         while !frontier.is_empty() {
             let mut next = Vec::new();
-            for group in frontier.chunks(group_len) {
-                let Some(trees) = self.load_group(group)? else { return Ok(false) };
-                for tree in trees {
-                    for node in tree.nodes {
-                        match node.kind {
-                            NodeKind::Dir { subtree } if seen.insert(subtree) => next.push(subtree),
-                            NodeKind::File { content } => {
-                                for piece in content.chunks(BATCH) {
-                                    pending.extend_from_slice(piece);
-                                    if pending.len() >= BATCH && !self.all_whole(&mut pending)? {
-                                        return Ok(false);
-                                    }
-                                }
-                            }
-                            _ => {}
+            for chunk in frontier.chunks(group_len) {
+                let Some(located) = self.locate_trees(chunk)? else { return Ok(false) };
+                for group in by_size(&located) {
+                    let Some(trees) = self.load_trees(group) else { return Ok(false) };
+                    for tree in trees {
+                        if !self.take_tree(tree, &mut seen, &mut next, &mut pending)? {
+                            return Ok(false);
                         }
                     }
                 }
@@ -67,20 +59,51 @@ impl Checker<'_> {
         Ok(true)
     }
 
-    /// Loads (and so verifies) a group of trees on the workers; `None` if any is not whole.
-    fn load_group(&self, group: &[BlobId]) -> Result<Option<Vec<Tree>>> {
-        let entries = self.index.lookup_many(BlobType::Tree, group)?;
+    /// Queues a loaded tree's unseen subtrees in `next` and its files' blobs in `pending`,
+    /// looking them up whenever a batch is full; false if one is not readable.
+    fn take_tree(
+        &self,
+        tree: Tree,
+        seen: &mut HashSet<BlobId>,
+        next: &mut Vec<BlobId>,
+        pending: &mut Vec<BlobId>,
+    ) -> Result<bool> {
+        for node in tree.nodes {
+            match node.kind {
+                NodeKind::Dir { subtree } if seen.insert(subtree) => next.push(subtree),
+                NodeKind::File { content } => {
+                    for piece in content.chunks(BATCH) {
+                        pending.extend_from_slice(piece);
+                        if pending.len() >= BATCH && !self.all_whole(pending)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where each tree of `chunk` is stored; `None` if one is not indexed in a readable pack.
+    fn locate_trees(&self, chunk: &[BlobId]) -> Result<Option<Vec<(BlobId, IndexEntry)>>> {
+        let entries = self.index.lookup_many(BlobType::Tree, chunk)?;
         let known = self.known();
-        let mut located = Vec::with_capacity(group.len());
-        for (id, entry) in group.iter().zip(entries) {
+        let mut located = Vec::with_capacity(chunk.len());
+        for (id, entry) in chunk.iter().zip(entries) {
             match entry {
                 Some(e) if known.readable(BlobType::Tree, id, &e) => located.push((*id, e)),
                 _ => return Ok(None),
             }
         }
+        Ok(Some(located))
+    }
+
+    /// Loads (and so verifies) a group of trees on the workers; `None` if any is not whole.
+    fn load_trees(&self, group: &[(BlobId, IndexEntry)]) -> Option<Vec<Tree>> {
         let repo = self.repo;
         let loaded: Vec<Option<Tree>> = self.pool.install(|| {
-            located
+            group
                 .par_iter()
                 .map(|(id, e)| {
                     let range = u64::from(e.offset)..u64::from(e.offset) + u64::from(e.length);
@@ -90,7 +113,7 @@ impl Checker<'_> {
                 })
                 .collect()
         });
-        Ok(loaded.into_iter().collect())
+        loaded.into_iter().collect()
     }
 
     /// Looks up `ids` (sorted and de-duplicated here, then cleared) across the workers: true if
@@ -124,6 +147,29 @@ impl Checker<'_> {
     }
 }
 
+/// Trees loaded together hold about this much plaintext at most (a larger tree, such as a big
+/// dump's chunk list, is loaded on its own): while one loads, its sealed, opened and decoded
+/// forms are all in memory.
+const GROUP_BYTES: u64 = 4 << 20;
+
+/// `located` cut into groups of at most [`GROUP_BYTES`] of plaintext (or one larger tree).
+fn by_size(located: &[(BlobId, IndexEntry)]) -> Vec<&[(BlobId, IndexEntry)]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (_, e)) in located.iter().enumerate() {
+        let size = u64::from(e.raw_length);
+        if i > start && bytes + size > GROUP_BYTES {
+            groups.push(&located[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < located.len() {
+        groups.push(&located[start..]);
+    }
+    groups
+}
+
 /// What the checks before the walk found: the packs in storage, and the damage.
 #[derive(Clone, Copy)]
 struct Known<'a> {
@@ -138,5 +184,23 @@ impl Known<'_> {
         self.stored.contains_key(&entry.pack)
             && !self.damage.contains_key(&Target::Blob(kind, *id))
             && self.damage.get(&Target::Pack(entry.pack)).is_none_or(|d| !d.loses(id, entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    #[test]
+    fn groups_hold_a_few_mib_and_a_large_tree_goes_alone() {
+        let tree = |kib: u32| {
+            let entry = IndexEntry { pack: PackId(Id([0; 32])), offset: 0, length: 0, raw_length: kib << 10 };
+            (BlobId(Id([0; 32])), entry)
+        };
+        let located = [tree(1), tree(2), tree(5 << 10), tree(3), tree(2 << 10), tree(2 << 10), tree(1)];
+        let sizes: Vec<usize> = by_size(&located).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [2, 1, 2, 2]);
+        assert!(by_size(&[]).is_empty());
     }
 }

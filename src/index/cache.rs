@@ -309,7 +309,11 @@ impl IndexCache {
     /// Looks up keys given in ascending order with one iterator: it steps forward to a near key
     /// and seeks to a far one, so a dense batch costs a scan, a sparse one a seek per key.
     fn lookup_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
-        let mut it = self.db.raw_iterator();
+        // A scan reads each block once: caching them would only evict what point look-ups
+        // reuse, and grow memory to the block cache's limit.
+        let mut read = rocksdb::ReadOptions::default();
+        read.fill_cache(false);
+        let mut it = self.db.raw_iterator_opt(read);
         let mut out = Vec::with_capacity(keys.len());
         let mut positioned = false;
         for key in keys {
