@@ -11,7 +11,8 @@
 //! found so far loses, and every tree opens, all trees are marked clean and the walk skips them.
 //! At the first doubt it stops and marks nothing, and the walk checks everything as before,
 //! finding and naming the damage. Memory: the ids of the trees seen (which the walk keeps too),
-//! one group of loaded trees (eight per worker), and one batch of blob ids.
+//! one group of loaded trees (at most eight per worker and [`GROUP_BYTES`] of plaintext, or one
+//! larger tree), and one batch of blob ids.
 
 use super::Checker;
 use super::damage::{Damage, Target};
