@@ -66,8 +66,7 @@ impl Damage {
     }
 
     pub(super) fn loses(&self, id: &BlobId, entry: &IndexEntry) -> bool {
-        let end = u64::from(entry.offset) + u64::from(entry.length);
-        self.all_lost || self.lost_past.is_some_and(|size| end > size) || self.lost.contains(id)
+        self.all_lost || self.lost_past.is_some_and(|size| entry.range().end > size) || self.lost.contains(id)
     }
 
     pub(super) fn finding(self, snaps: &[(SnapshotId, Snapshot)]) -> Finding {

@@ -103,17 +103,8 @@ impl Checker<'_> {
     /// Loads (and so verifies) a group of trees on the workers; `None` if any is not whole.
     fn load_trees(&self, group: &[(BlobId, IndexEntry)]) -> Option<Vec<Tree>> {
         let repo = self.repo;
-        let loaded: Vec<Option<Tree>> = self.pool.install(|| {
-            group
-                .par_iter()
-                .map(|(id, e)| {
-                    let range = u64::from(e.offset)..u64::from(e.offset) + u64::from(e.length);
-                    let sealed = repo.read_pack_range(&e.pack, range).ok()?;
-                    let bytes = repo.open_blob_at(BlobType::Tree, id, e, &sealed).ok()?;
-                    Tree::decode(&bytes).ok()
-                })
-                .collect()
-        });
+        let loaded: Vec<Option<Tree>> =
+            self.pool.install(|| group.par_iter().map(|(id, e)| repo.load_tree_at(id, e).ok()).collect());
         loaded.into_iter().collect()
     }
 

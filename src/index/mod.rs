@@ -20,6 +20,13 @@ pub struct IndexEntry {
     pub raw_length: u32,
 }
 
+impl IndexEntry {
+    /// The sealed blob's bytes within its pack.
+    pub fn range(&self) -> std::ops::Range<u64> {
+        u64::from(self.offset)..u64::from(self.offset) + u64::from(self.length)
+    }
+}
+
 /// Looking up blobs: the narrow capability restore, check and backup ask for.
 pub trait BlobIndex: Sync {
     fn lookup(&self, kind: BlobType, id: &BlobId) -> Result<Option<IndexEntry>>;

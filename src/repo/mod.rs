@@ -380,14 +380,22 @@ impl Repository {
             .index()?
             .lookup(kind, id)?
             .ok_or_else(|| Error::Missing { object: ObjectRef::new(blob_kind(kind), id.to_hex()) })?;
-        let range = u64::from(entry.offset)..u64::from(entry.offset) + u64::from(entry.length);
-        let sealed = self.read_pack_range(&entry.pack, range)?;
-        self.open_blob_at(kind, id, &entry, &sealed)
+        self.read_blob_at(kind, id, &entry)
+    }
+
+    /// Reads one blob from where the index says it is.
+    pub fn read_blob_at(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry) -> Result<Vec<u8>> {
+        let sealed = self.read_pack_range(&entry.pack, entry.range())?;
+        self.open_blob_at(kind, id, entry, &sealed)
     }
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        let bytes = self.read_blob(BlobType::Tree, id)?;
-        Tree::decode(&bytes).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Tree, id.to_hex()), e))
+        decode_tree(id, &self.read_blob(BlobType::Tree, id)?)
+    }
+
+    /// [`load_tree`](Self::load_tree) from where the index says the tree is.
+    pub fn load_tree_at(&self, id: &BlobId, entry: &IndexEntry) -> Result<Tree> {
+        decode_tree(id, &self.read_blob_at(BlobType::Tree, id, entry)?)
     }
 
     /// Takes a lock; fails with `Locked` if a conflicting live lock exists.
@@ -444,6 +452,10 @@ pub(crate) fn blob_kind(kind: BlobType) -> ObjectKind {
         BlobType::Data => ObjectKind::Blob,
         BlobType::Tree => ObjectKind::Tree,
     }
+}
+
+fn decode_tree(id: &BlobId, bytes: &[u8]) -> Result<Tree> {
+    Tree::decode(bytes).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Tree, id.to_hex()), e))
 }
 
 pub(crate) fn blob_damaged(kind: BlobType, id: &BlobId, pack: &PackId, e: FormatError) -> Error {

@@ -186,7 +186,7 @@ fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
     let mut reads: Vec<(crate::id::PackId, u64, u64, Vec<usize>)> = Vec::new();
     for i in order {
         let e = &run.blobs[i].1;
-        let (start, end) = (u64::from(e.offset), u64::from(e.offset) + u64::from(e.length));
+        let std::ops::Range { start, end } = e.range();
         match reads.last_mut() {
             Some((pack, _, last_end, at)) if *pack == e.pack && start <= last_end.saturating_add(MAX_GAP) => {
                 *last_end = (*last_end).max(end);
