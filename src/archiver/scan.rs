@@ -168,9 +168,13 @@ pub(super) struct StillIndexed {
 const STILL_BATCH: usize = 64 * 1024;
 
 impl StillIndexed {
+    fn pending(&self) -> Result<std::sync::MutexGuard<'_, Vec<BlobId>>> {
+        self.pending.lock().map_err(|_| super::pipeline::internal("a reader thread panicked"))
+    }
+
     fn add(&self, repo: &Repository, ids: Vec<BlobId>) -> Result<()> {
         let full = {
-            let mut pending = self.pending.lock().map_err(|_| super::pipeline::internal("a reader thread panicked"))?;
+            let mut pending = self.pending()?;
             pending.extend(ids);
             if pending.len() < STILL_BATCH {
                 return Ok(());
@@ -191,9 +195,7 @@ impl StillIndexed {
 
     /// Checks what is left; true if every blob given was in the index.
     pub(super) fn all_there(&self, repo: &Repository) -> Result<bool> {
-        let rest = std::mem::take(
-            &mut *self.pending.lock().map_err(|_| super::pipeline::internal("a reader thread panicked"))?,
-        );
+        let rest = std::mem::take(&mut *self.pending()?);
         self.check(repo, rest)?;
         Ok(!self.lost.load(Ordering::SeqCst))
     }

@@ -1,6 +1,7 @@
 //! `--read-data`: every stored, indexed pack downloaded in 4 MiB pieces, `workers` at a time,
-//! and verified: its BLAKE3 against its name, its header against the index object's list, and every blob the index places in it opened, decompressed and
-//! re-hashed. A pack's problems and lost blobs go into its one [`Damage`] entry.
+//! and verified: its BLAKE3 against its name, its header against the index object's list, and
+//! every blob the index places in it opened, decompressed and re-hashed. A pack's problems and
+//! lost blobs go into its one [`Damage`] entry.
 
 use super::damage::{Damage, PACK_DAMAGED, Target};
 use super::{Checker, Finding, INDEX_DAMAGED, damage_text};
