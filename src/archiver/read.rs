@@ -13,16 +13,16 @@
 //! are then only unreferenced blobs, never part of a snapshot.
 
 use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter, internal};
-use super::scan::{Excludes, Indexed, Scan, scan_dir, unreadable};
+use super::scan::{Excludes, Indexed, Scan, Scanned, Todo, scan_dir, unreadable};
 use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::repo::Repository;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// How one file's read ended.
@@ -39,7 +39,53 @@ pub(super) enum FileOutcome {
 enum Task {
     File { path: PathBuf, size: u64, reply: Sender<FileOutcome> },
     Chunks { chunks: Vec<Vec<u8>>, reply: Sender<Result<Vec<BlobId>>> },
-    Scan { path: PathBuf, old: Option<BlobId>, reply: Sender<Result<Scan>> },
+    Scan { path: PathBuf, old: Option<BlobId>, reply: Sender<Result<Scan>>, slot: Option<AheadSlot> },
+}
+
+/// Folders scanned ahead of the walk, per reader, at most: a reader that has scanned a folder
+/// starts the scans of its subfolders at once, so the walker, which takes folders depth first,
+/// rarely waits for the next one. Bounded, because each finished scan (entries, parent tree)
+/// is held until the walker takes it.
+const AHEAD_PER_READER: usize = 16;
+
+/// A place in the readers' budget of scans ahead of the walk; given back when the walker takes
+/// the scan, or when it is dropped untaken.
+pub(super) struct AheadSlot(Arc<AtomicUsize>);
+
+impl AheadSlot {
+    fn take(used: &Arc<AtomicUsize>, limit: usize) -> Option<AheadSlot> {
+        used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| AheadSlot(used.clone()))
+    }
+}
+
+impl Drop for AheadSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The readers' own queue of scans ahead of the walk, and its budget.
+#[derive(Clone)]
+struct AheadQueue {
+    tx: Sender<Task>,
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl AheadQueue {
+    /// Starts the scans of `scan`'s subfolders, in name order, while the budget lasts.
+    fn start_subfolders(&self, scan: &mut Scan) {
+        for entry in &mut scan.entries {
+            let Ok(Scanned { path, todo: Todo::Dir { old, ahead }, .. }) = entry else { continue };
+            let Some(slot) = AheadSlot::take(&self.used, self.limit) else { return };
+            let (reply, rx) = bounded(1);
+            if self.tx.send(Task::Scan { path: path.clone(), old: *old, reply, slot: Some(slot) }).is_ok() {
+                *ahead = Some(Pending(rx));
+            }
+        }
+    }
 }
 
 /// The outcome of a task handed to the readers; `wait` blocks until it is there.
@@ -110,16 +156,27 @@ impl<'scope> Readers<'scope> {
         budget: Budget,
     ) -> Self {
         let (tx, rx) = bounded::<Task>(budget.files_in_flight.max(1));
+        // Unbounded, but holds at most `limit` tasks: each takes a slot of the budget first.
+        let (ahead_tx, ahead_rx) = unbounded::<Task>();
+        let ahead = AheadQueue {
+            tx: ahead_tx,
+            used: Arc::new(AtomicUsize::new(0)),
+            limit: budget.readers.max(1) * AHEAD_PER_READER,
+        };
         let cancel = Arc::new(AtomicBool::new(false));
         let chunker = Chunker::new(repo.config().chunker_files, repo.key().chunker_seed());
         let handles = (0..budget.readers.max(1))
             .map(|_| {
-                let (rx, sub, cancel) = (rx.clone(), sub.clone(), cancel.clone());
+                let (rx, ahead_rx, sub, cancel) = (rx.clone(), ahead_rx.clone(), sub.clone(), cancel.clone());
+                let ahead = ahead.clone();
                 let ctx = Context { repo, excludes, indexed, chunker };
                 scope.spawn(move || {
                     // After a cancel the queued tasks are dropped unrun (their walker is gone).
-                    for task in rx.iter().take_while(|_| !cancel.load(Ordering::SeqCst)) {
-                        ctx.run(task, &sub, &cancel);
+                    while let Some(task) = next_task(&rx, &ahead_rx) {
+                        if cancel.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        ctx.run(task, &sub, &cancel, &ahead);
                     }
                 })
             })
@@ -144,7 +201,7 @@ impl<'scope> Readers<'scope> {
     /// Has the readers list and stat a directory; `old` is the parent snapshot's tree for it.
     pub(super) fn scan(&self, path: PathBuf, old: Option<BlobId>) -> Result<Pending<Result<Scan>>> {
         let (reply, rx) = bounded(1);
-        self.send(Task::Scan { path, old, reply })?;
+        self.send(Task::Scan { path, old, reply, slot: None })?;
         Ok(Pending(rx))
     }
 
@@ -168,6 +225,23 @@ impl Drop for Readers<'_> {
     }
 }
 
+/// The next task for a reader: what the walker asked for first, then scans ahead of it; `None`
+/// once the walker has stopped asking (what is left ahead is not needed then).
+fn next_task(walker: &Receiver<Task>, ahead: &Receiver<Task>) -> Option<Task> {
+    match walker.try_recv() {
+        Ok(task) => return Some(task),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
+    }
+    if let Ok(task) = ahead.try_recv() {
+        return Some(task);
+    }
+    crossbeam_channel::select! {
+        recv(walker) -> task => task.ok(),
+        recv(ahead) -> task => task.ok(),
+    }
+}
+
 /// What every reader thread shares.
 #[derive(Clone, Copy)]
 struct Context<'env> {
@@ -178,7 +252,7 @@ struct Context<'env> {
 }
 
 impl Context<'_> {
-    fn run(&self, task: Task, sub: &Submitter<'_>, cancel: &AtomicBool) {
+    fn run(&self, task: Task, sub: &Submitter<'_>, cancel: &AtomicBool, ahead: &AheadQueue) {
         // A walker that stopped waiting has dropped the receiver: the send failing is expected.
         match task {
             Task::File { path, size, reply } => {
@@ -195,7 +269,7 @@ impl Context<'_> {
             Task::Chunks { chunks, reply } => {
                 let _ = reply.send(store_chunks(chunks, sub));
             }
-            Task::Scan { path, old, reply } => {
+            Task::Scan { path, old, reply, slot } => {
                 let mut batch = Batch::default();
                 // Single-chunk files are read right here: handing each to its own task would
                 // cost more in thread hand-overs than reading it.
@@ -204,7 +278,13 @@ impl Context<'_> {
                     (size <= limit).then(|| read_file(path, size, sub, self.chunker, cancel, &mut batch))
                 };
                 let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), self.indexed, &mut small);
-                let _ = reply.send(scan.and_then(|scan| batch.flush(sub).map(|()| scan)));
+                let scan = scan.and_then(|mut scan| {
+                    batch.flush(sub)?;
+                    scan.slot = slot;
+                    ahead.start_subfolders(&mut scan);
+                    Ok(scan)
+                });
+                let _ = reply.send(scan);
             }
         }
     }
@@ -270,4 +350,41 @@ fn store_chunks(chunks: Vec<Vec<u8>>, sub: &Submitter<'_>) -> Result<Vec<BlobId>
     let ids = chunks.into_iter().map(|c| batch.add(sub, c)).collect::<Result<Vec<_>>>()?;
     batch.flush(sub)?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_ahead_stay_within_their_budget_and_give_it_back() {
+        let used = Arc::new(AtomicUsize::new(0));
+        let slots: Vec<AheadSlot> = (0..5).filter_map(|_| AheadSlot::take(&used, 3)).collect();
+        assert_eq!(slots.len(), 3);
+        assert!(AheadSlot::take(&used, 3).is_none());
+        drop(slots);
+        assert_eq!(used.load(Ordering::SeqCst), 0);
+        assert!(AheadSlot::take(&used, 3).is_some());
+    }
+
+    #[test]
+    fn readers_take_the_walkers_tasks_first_and_stop_with_the_walker() {
+        let (walker_tx, walker) = bounded::<Task>(4);
+        let (ahead_tx, ahead) = unbounded::<Task>();
+        let scan = |name: &str| {
+            let (reply, _) = bounded(1);
+            Task::Scan { path: PathBuf::from(name), old: None, reply, slot: None }
+        };
+        ahead_tx.send(scan("ahead")).unwrap();
+        walker_tx.send(scan("asked")).unwrap();
+        let path = |t: Option<Task>| match t {
+            Some(Task::Scan { path, .. }) => path,
+            _ => panic!("a scan"),
+        };
+        assert_eq!(path(next_task(&walker, &ahead)), PathBuf::from("asked"));
+        assert_eq!(path(next_task(&walker, &ahead)), PathBuf::from("ahead"));
+        ahead_tx.send(scan("left")).unwrap();
+        drop(walker_tx);
+        assert!(next_task(&walker, &ahead).is_none());
+    }
 }

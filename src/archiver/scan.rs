@@ -8,7 +8,7 @@
 //! (asked per folder, or in large batches by [`StillIndexed`]); its xattrs are then the
 //! parent's too (setting an xattr moves ctime), so they are not read.
 
-use super::read::FileOutcome;
+use super::read::{AheadSlot, FileOutcome, Pending};
 
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
@@ -68,8 +68,9 @@ pub(super) enum Todo {
     Read { known: bool },
     /// A small file already read and stored while scanning (`content` set in the node).
     Stored { known: bool },
-    /// A folder to descend into, with the parent snapshot's tree for it.
-    Dir { old: Option<BlobId> },
+    /// A folder to descend into, with the parent snapshot's tree for it, and its scan if a
+    /// reader started it ahead of the walk.
+    Dir { old: Option<BlobId>, ahead: Option<Pending<Result<Scan>>> },
 }
 
 pub(super) struct Scanned {
@@ -85,6 +86,8 @@ pub(super) struct Scan {
     pub entries: Vec<std::result::Result<Scanned, PathBuf>>,
     /// The parent snapshot's tree for it, if it had one and it could be loaded.
     pub parent: Option<(BlobId, Tree)>,
+    /// Its place in the budget of scans done ahead of the walk, if it was one.
+    pub slot: Option<AheadSlot>,
 }
 
 /// Reads a changed file during the scan if it is small enough (`None` if not).
@@ -150,7 +153,7 @@ pub(super) fn scan_dir(
     if let Indexed::Later(still) = indexed {
         still.add(repo, reused)?;
     }
-    Ok(Scan { entries, parent })
+    Ok(Scan { entries, parent, slot: None })
 }
 
 /// Blobs of files taken as unchanged, checked against the index [`STILL_BATCH`] at a time (a
@@ -244,7 +247,7 @@ pub(super) fn scan_entry(
             Some(NodeKind::Dir { subtree }) => Some(*subtree),
             _ => None,
         };
-        todo = Todo::Dir { old };
+        todo = Todo::Dir { old, ahead: None };
     } else if ft == FileType::Symlink {
         let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
         node.kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };

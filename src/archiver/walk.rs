@@ -32,14 +32,16 @@ impl Archiver<'_, '_> {
         if depth > MAX_DEPTH {
             return Err(Error::Usage(format!("{}: directories nested deeper than {MAX_DEPTH}", path.display())));
         }
-        let Scan { entries, parent } = scan.wait()?;
+        // Taking the scan gives its place in the readers' budget back (`slot`).
+        let Scan { mut entries, parent, slot: _ } = scan.wait()?;
         self.summary.dirs += 1;
         // Subfolders are scanned ahead, a few at a time and in name order, while this one's
-        // entries are taken; each is consumed in order when the walk descends into it.
-        let subdirs: Vec<(PathBuf, Option<BlobId>)> = entries
-            .iter()
+        // entries are taken; each is consumed in order when the walk descends into it. Those a
+        // reader already started (see `read::AheadQueue`) are not asked for again.
+        let subdirs: Vec<Subdir> = entries
+            .iter_mut()
             .filter_map(|e| match e {
-                Ok(Scanned { path, todo: Todo::Dir { old }, .. }) => Some((path.clone(), *old)),
+                Ok(Scanned { path, todo: Todo::Dir { old, ahead }, .. }) => Some((path.clone(), *old, ahead.take())),
                 _ => None,
             })
             .collect();
@@ -81,7 +83,7 @@ impl Archiver<'_, '_> {
                 let pending = self.readers.read_file(path.clone(), node.size)?;
                 return Ok(Some(Slot::Reading { node, pending, path, changed: known }));
             }
-            Todo::Dir { old } => {
+            Todo::Dir { old, .. } => {
                 let scan = match ahead {
                     Some(ahead) => ahead.next(self.readers)?,
                     None => None,
@@ -152,9 +154,13 @@ impl Archiver<'_, '_> {
     }
 }
 
+/// A subfolder to descend into: its path, its tree in the parent snapshot, and its scan if a
+/// reader has started it.
+type Subdir = (PathBuf, Option<BlobId>, Option<Pending<Result<Scan>>>);
+
 /// Scans of a folder's subfolders asked for ahead of the walk, at most `limit` at a time.
 struct Ahead {
-    todo: std::vec::IntoIter<(PathBuf, Option<BlobId>)>,
+    todo: std::vec::IntoIter<Subdir>,
     pending: VecDeque<Pending<Result<Scan>>>,
     limit: usize,
 }
@@ -162,9 +168,13 @@ struct Ahead {
 impl Ahead {
     fn fill(&mut self, readers: &Readers<'_>) -> Result<()> {
         while self.pending.len() < self.limit
-            && let Some((path, old)) = self.todo.next()
+            && let Some((path, old, started)) = self.todo.next()
         {
-            self.pending.push_back(readers.scan(path, old)?);
+            let scan = match started {
+                Some(scan) => scan,
+                None => readers.scan(path, old)?,
+            };
+            self.pending.push_back(scan);
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ const STEPS_BEFORE_SEEK: usize = 8;
 /// A batch walks an iterator when it asks for at least one key in this many stored keys;
 /// sparser batches use batched point look-ups (which bloom filters make cheap across files).
 const SCAN_DENSITY: u64 = 16;
+/// Batches of at least this many keys are looked up on all cores.
+const PARALLEL_MIN: usize = 16 * 1024;
 /// Keys per batched point look-up call (bounds the pinned values held at once).
 const MULTI_GET_CHUNK: usize = 4096;
 
@@ -291,6 +293,16 @@ impl IndexCache {
         decode_entry(v).ok_or_else(|| cache_err(&self.path, "damaged entry; delete the cache folder"))
     }
 
+    /// Looks up sorted keys, with one iterator if they are dense among the `stored` keys of
+    /// their stretch of the key space, else with batched point look-ups.
+    fn lookup_stretch(&self, keys: &[[u8; 34]], stored: u64) -> Result<Vec<Option<IndexEntry>>> {
+        if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored_between(stored, keys) {
+            self.lookup_sorted(keys)
+        } else {
+            self.multi_get_sorted(keys)
+        }
+    }
+
     /// Batched point look-ups of keys in ascending order; RocksDB reads each block once per call.
     fn multi_get_sorted(&self, keys: &[[u8; 34]]) -> Result<Vec<Option<IndexEntry>>> {
         let cf = self.db.cf_handle("default").ok_or_else(|| cache_err(&self.path, "no default column family"))?;
@@ -363,13 +375,17 @@ impl BlobIndex for IndexCache {
         order.sort_unstable_by_key(|&i| ids[i]);
         let keys: Vec<[u8; 34]> = order.iter().map(|&i| blob_key(kind, &ids[i])).collect();
         let stored = self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(u64::MAX);
-        let found = if (keys.len() as u64).saturating_mul(SCAN_DENSITY) >= stored_between(stored, &keys) {
-            self.lookup_sorted(&keys)?
-        } else {
-            self.multi_get_sorted(&keys)?
+        // A large batch is cut into one stretch of the key space per core, each asked on its
+        // own thread (rayon's: the checker's pool when it asks, else the global one).
+        let parts = if keys.len() < PARALLEL_MIN { 1 } else { rayon::current_num_threads().max(1) };
+        let stretches: Vec<Vec<Option<IndexEntry>>> = {
+            use rayon::prelude::*;
+            keys.par_chunks(keys.len().div_ceil(parts).max(1))
+                .map(|part| self.lookup_stretch(part, stored))
+                .collect::<Result<_>>()?
         };
         let mut out = vec![None; ids.len()];
-        for (&i, entry) in order.iter().zip(found) {
+        for (&i, entry) in order.iter().zip(stretches.into_iter().flatten()) {
             out[i] = entry;
         }
         Ok(out)
@@ -432,6 +448,13 @@ mod tests {
             assert_eq!(got.is_some(), id.as_bytes()[0] % 3 != 0);
         }
         assert!(c.lookup_many(BlobType::Tree, &ids).unwrap().iter().all(Option::is_none));
+        // Large enough to be cut into stretches looked up on several threads.
+        let many_ids: Vec<BlobId> = (0..PARALLEL_MIN * 3).map(|i| BlobId(Id([(i * 31 % 256) as u8; 32]))).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let found = pool.install(|| c.lookup_many(BlobType::Data, &many_ids)).unwrap();
+        for (id, got) in many_ids.iter().zip(&found) {
+            assert_eq!(got.is_some(), id.as_bytes()[0] % 3 != 0, "{id:?}");
+        }
         // Far apart (seeks rather than steps), and past the last key.
         let far: Vec<BlobId> = [250u8, 1, 0, 255, 254].iter().map(|b| BlobId(Id([*b; 32]))).collect();
         let found: Vec<bool> = c.lookup_many(BlobType::Data, &far).unwrap().iter().map(Option::is_some).collect();
