@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Never let the last component of a path be a symlink we write through.
 const NO_FOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
@@ -134,11 +134,12 @@ pub(crate) fn is_zero(data: &[u8]) -> bool {
 }
 
 /// Where each file of a batch stands while workers fill it: created yet (and whether that
-/// worked), pieces still to write, and, once the last piece is written, the outcome of finishing
-/// it (`Some(reason)`: attributes not set).
+/// worked), pieces still to write, where its furthest written byte ends, and, once the last
+/// piece is written, the outcome of finishing it (`Some(reason)`: attributes not set).
 pub(crate) struct Progress {
     created: Vec<OnceLock<Result<(), String>>>,
     remaining: Vec<AtomicUsize>,
+    written_end: Vec<AtomicU64>,
     finished: Vec<OnceLock<Option<String>>>,
     set_owner: bool,
 }
@@ -157,6 +158,7 @@ impl Progress {
         Progress {
             created: created.collect(),
             remaining,
+            written_end: batch.files.iter().map(|_| AtomicU64::new(0)).collect(),
             finished: batch.files.iter().map(|_| OnceLock::new()).collect(),
             set_owner,
         }
@@ -203,6 +205,9 @@ impl<'a> FileWriter<'a> {
         let handle = self.handle(idx)?;
         if !is_zero(data) {
             handle.write_all_at(data, offset).map_err(|e| failed(&format!("writing at offset {offset}"), e))?;
+            if let Some(end) = self.progress.written_end.get(idx) {
+                end.fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+            }
         }
         let last = self.progress.remaining.get(idx).is_some_and(|n| n.fetch_sub(1, Ordering::AcqRel) == 1);
         if last {
@@ -214,8 +219,11 @@ impl<'a> FileWriter<'a> {
     fn finish(&mut self, idx: usize) -> Result<(), String> {
         let set_owner = self.progress.set_owner;
         let file = self.files.get(idx).ok_or_else(|| "internal: no such planned file".to_string())?;
+        // Every file is created empty (`O_EXCL`), so one whose furthest write ends at its length
+        // has that length already; only a trailing hole needs `set_len`.
+        let sized = self.progress.written_end.get(idx).is_some_and(|end| end.load(Ordering::Acquire) == file.len);
         let handle = self.handle(idx)?;
-        let outcome = finish_open_file(handle, file, set_owner)?;
+        let outcome = finish_open_file(handle, file, sized, set_owner)?;
         if let Some(slot) = self.progress.finished.get(idx) {
             let _ = slot.set(outcome);
         }
@@ -274,14 +282,17 @@ fn finish_file(file: &PlannedFile, created: bool, set_owner: bool) -> Result<Opt
     } else {
         create_file_handle(&file.path)?
     };
-    finish_open_file(&f, file, set_owner)
+    finish_open_file(&f, file, false, set_owner)
 }
 
-/// Sets a restored file's length (which makes trailing holes) and then its attributes, through
-/// its open descriptor. A length that cannot be set fails the file (`Err`); attributes that
-/// cannot be set are returned as `Ok(Some(reason))` and the file stays.
-fn finish_open_file(f: &File, file: &PlannedFile, set_owner: bool) -> Result<Option<String>, String> {
-    f.set_len(file.len).map_err(|e| failed("setting the file length", e))?;
+/// Sets a restored file's length (which makes trailing holes) unless it is `sized` already,
+/// and then its attributes, through its open descriptor. A length that cannot be set fails the
+/// file (`Err`); attributes that cannot be set are returned as `Ok(Some(reason))` and the file
+/// stays.
+fn finish_open_file(f: &File, file: &PlannedFile, sized: bool, set_owner: bool) -> Result<Option<String>, String> {
+    if !sized {
+        f.set_len(file.len).map_err(|e| failed("setting the file length", e))?;
+    }
     Ok(file_attributes(f, &file.path, &file.node, set_owner).err())
 }
 
