@@ -125,6 +125,9 @@ fn restore_from(
     for (_, path, node) in &dirs {
         write::apply_attributes(path, node, opts.set_owner, &mut summary);
     }
+    // A restore is done when what it wrote is on disk: it is what one runs on the bad day, and
+    // a crash or power cut just after it must not take the restored files with it.
+    write::sync_target(&opts.target)?;
     Ok(summary)
 }
 
