@@ -184,10 +184,19 @@ pub fn derive_kek(
     params.validate()?;
     let p = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
         .map_err(|e| FormatError::invalid("key", format!("Argon2id parameters: {e}")))?;
+    let blocks = p.block_count();
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    // The argon2 crate's own allocation of its memory is zeroed by one thread (its blocks are
+    // over-aligned, so there is no calloc), which faulted in 46 MiB page by page: 40-50 ms of a
+    // 300 ms unchanged backup. Zeroed on every core instead.
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    {
+        use rayon::prelude::*;
+        (0..blocks).into_par_iter().map(|_| argon2::Block::new()).collect_into_vec(&mut memory);
+    }
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
     argon
-        .hash_password_into(password, salt, out.as_mut())
+        .hash_password_into_with_memory(password, salt, out.as_mut(), memory.as_mut_slice())
         .map_err(|e| FormatError::invalid("key", format!("Argon2id: {e}")))?;
     Ok(out)
 }
@@ -196,6 +205,16 @@ pub fn derive_kek(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_kek_is_argon2id_as_the_crate_computes_it() {
+        let params = KdfParams { m_cost: 256, t_cost: 2, p_cost: 2 };
+        let p = argon2::Params::new(256, 2, 2, Some(32)).unwrap();
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+        let mut expected = [0u8; 32];
+        argon.hash_password_into(b"pw", &[9; 32], &mut expected).unwrap();
+        assert_eq!(*derive_kek(b"pw", &[9; 32], params).unwrap(), expected);
+    }
 
     proptest! {
         #[test]
