@@ -30,7 +30,6 @@ pub(crate) fn create_target(target: &Path) -> Result<()> {
     fs::create_dir_all(target).map_err(|e| Error::io(format!("creating restore target {}", target.display()), e))
 }
 
-/// `dir/name`, for a name that is one safe component, else why not.
 /// Flushes the filesystem that holds the target to disk (`syncfs`: one call for the whole
 /// restore instead of an `fsync` per file, each of which would wait for its own journal commit).
 pub(crate) fn sync_target(target: &Path) -> Result<()> {
@@ -40,6 +39,7 @@ pub(crate) fn sync_target(target: &Path) -> Result<()> {
     rustix::fs::syncfs(&fd).map_err(|e| Error::io(flushing(), e.into()))
 }
 
+/// `dir/name`, for a name that is one safe component, else why not.
 pub(crate) fn child_path(dir: &Path, name: &[u8]) -> Result<PathBuf, String> {
     if !valid_name(name) {
         return Err(format!("refused unsafe entry name {:?}", String::from_utf8_lossy(name)));
@@ -215,7 +215,7 @@ impl<'a> FileWriter<'a> {
         if !is_zero(data) {
             handle.write_all_at(data, offset).map_err(|e| failed(&format!("writing at offset {offset}"), e))?;
             if let Some(end) = self.progress.written_end.get(idx) {
-                end.fetch_max(offset + data.len() as u64, Ordering::AcqRel);
+                end.fetch_max(offset.saturating_add(data.len() as u64), Ordering::AcqRel);
             }
         }
         let last = self.progress.remaining.get(idx).is_some_and(|n| n.fetch_sub(1, Ordering::AcqRel) == 1);
