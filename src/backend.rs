@@ -2,7 +2,7 @@
 //!
 //! Objects are immutable: `put_new` creates or fails with `AlreadyExists`, and on local disk it
 //! writes a temporary file, fsyncs it, links it into place and fsyncs the directory, so an object
-//! is there whole or not at all. The tokio runtime lives here and nowhere else; everything above
+//! is there whole or not at all (see [`local`]: large objects skip the page cache). The tokio runtime lives here and nowhere else; everything above
 //! is plain synchronous Rust. Errors are classified so that wrappers know what to retry.
 //!
 //! Object paths: `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `packs/<id[0..2]>/<id>`,
@@ -61,6 +61,9 @@ pub struct StoreBackend {
     /// For local disk: reads go straight to the file (`pread`) instead of a blocking task per
     /// read on the runtime, which cost more than the read itself for small blobs.
     local_root: Option<std::path::PathBuf>,
+    /// For local disk: whether large objects are still written with `O_DIRECT` (cleared the
+    /// first time the filesystem refuses it).
+    direct: std::sync::atomic::AtomicBool,
 }
 
 impl StoreBackend {
@@ -71,7 +74,7 @@ impl StoreBackend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::Permanent(format!("starting the I/O runtime: {e}")))?;
-        Ok(StoreBackend { store, runtime, local_root: None })
+        Ok(StoreBackend { store, runtime, local_root: None, direct: std::sync::atomic::AtomicBool::new(true) })
     }
 
     /// A repository folder on local disk, with durable (fsynced) writes. The folder is created
@@ -150,6 +153,9 @@ impl Backend for StoreBackend {
     }
 
     fn put_new(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
+        if let Some(root) = &self.local_root {
+            return local::put_new(root, path, &data, &self.direct);
+        }
         let p = StorePath::from(path);
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         self.runtime
@@ -177,6 +183,160 @@ impl Backend for StoreBackend {
     fn delete(&self, path: &str) -> Result<(), BackendError> {
         let p = StorePath::from(path);
         self.runtime.block_on(self.store.delete(&p)).map_err(|e| classify(e, path))
+    }
+}
+
+/// Durable creation of one object on local disk. The protocol is object_store's own (a staging
+/// file `PATH#N` created new, written, fsynced, hard-linked to `PATH`, which fails if `PATH`
+/// exists, the folder fsynced, the staging name removed), so a reader sees an object whole or
+/// not at all and listings skip the staging names. What differs: objects of [`DIRECT_MIN`]
+/// bytes or more are written with `O_DIRECT` where the filesystem allows it. A pack is written
+/// once and not read again by the backup that made it; through the page cache, each pack's
+/// bytes were copied into fresh page-cache pages (on these VMs ~13-17% of a first backup's CPU)
+/// and evicted the user's own cached files, only to be flushed to disk by the fsync anyway.
+mod local {
+    use super::BackendError;
+    use std::fs::{File, OpenOptions};
+    use std::io::ErrorKind;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Objects at least this large skip the page cache.
+    pub const DIRECT_MIN: usize = 1 << 20;
+    /// Bytes per direct write (the size of each writing thread's aligned buffer).
+    const DIRECT_PIECE: usize = 1 << 20;
+    /// Offset, length and address alignment of direct writes: a 4 KiB page, which covers
+    /// devices with 512-byte and 4 KiB logical blocks.
+    const ALIGN: usize = 4096;
+
+    fn failed(path: &str, what: &str, e: std::io::Error) -> BackendError {
+        BackendError::Permanent(format!("{path}: {what}: {e}"))
+    }
+
+    pub fn put_new(root: &Path, path: &str, data: &[u8], direct: &AtomicBool) -> Result<(), BackendError> {
+        let dest = root.join(path);
+        let (mut file, staging) = create_staging(&dest).map_err(|e| failed(path, "creating a temporary file", e))?;
+        let written = write_all(&mut file, data, direct).and_then(|()| file.sync_all());
+        drop(file);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&staging);
+            return Err(failed(path, "writing", e));
+        }
+        let linked = std::fs::hard_link(&staging, &dest);
+        let _ = std::fs::remove_file(&staging);
+        match linked {
+            Ok(()) => fsync_parent(&dest).map_err(|e| failed(path, "flushing its folder", e)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(BackendError::AlreadyExists(path.to_string())),
+            Err(e) => Err(failed(path, "linking into place", e)),
+        }
+    }
+
+    /// `DEST#N` for the first N that does not exist, created new. Missing folders are created
+    /// and, with the first folder that existed, fsynced.
+    fn create_staging(dest: &Path) -> std::io::Result<(File, PathBuf)> {
+        let mut n = 1u32;
+        for _ in 0..1000 {
+            let mut name = dest.as_os_str().to_owned();
+            name.push(format!("#{n}"));
+            let staging = PathBuf::from(name);
+            match OpenOptions::new().write(true).create_new(true).open(&staging) {
+                Ok(f) => return Ok((f, staging)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => create_folders(dest)?,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other("1000 temporary names taken or folders vanishing"))
+    }
+
+    fn create_folders(dest: &Path) -> std::io::Result<()> {
+        let Some(parent) = dest.parent() else { return Err(ErrorKind::NotFound.into()) };
+        let mut existing = parent;
+        while !existing.exists() {
+            existing = existing.parent().ok_or(ErrorKind::NotFound)?;
+        }
+        if existing == parent {
+            return Err(ErrorKind::NotFound.into()); // the folder exists: something else is missing
+        }
+        std::fs::create_dir_all(parent)?;
+        let mut dir = parent;
+        loop {
+            File::open(dir)?.sync_all()?;
+            if dir == existing {
+                return Ok(());
+            }
+            dir = dir.parent().ok_or(ErrorKind::NotFound)?;
+        }
+    }
+
+    fn fsync_parent(dest: &Path) -> std::io::Result<()> {
+        match dest.parent() {
+            Some(dir) => File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `data` at the start of the empty `file`: directly when it is large and the
+    /// filesystem takes it, else through the page cache.
+    fn write_all(file: &mut File, data: &[u8], direct: &AtomicBool) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if data.len() >= DIRECT_MIN && direct.load(Ordering::Relaxed) {
+            match write_direct(file, data) {
+                Ok(true) => return Ok(()),
+                Ok(false) => direct.store(false, Ordering::Relaxed),
+                Err(e) => return Err(e),
+            }
+            file.set_len(0)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = direct;
+        file.write_all_at(data, 0)
+    }
+
+    thread_local! {
+        static PIECE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// `Ok(false)` if the filesystem refuses direct writes (tmpfs, some FUSE and network
+    /// filesystems, alignment rules stricter than [`ALIGN`]): the caller writes again through
+    /// the page cache. Each piece is copied into an aligned buffer and the last one padded with
+    /// zeros to [`ALIGN`]; the padding is cut off again with `ftruncate`.
+    #[cfg(target_os = "linux")]
+    fn write_direct(file: &mut File, data: &[u8]) -> std::io::Result<bool> {
+        use rustix::fs::OFlags;
+        use rustix::io::Errno;
+        let flags = rustix::fs::fcntl_getfl(&*file)?;
+        match rustix::fs::fcntl_setfl(&*file, flags | OFlags::DIRECT) {
+            Ok(()) => {}
+            Err(Errno::INVAL) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let wrote = PIECE.with_borrow_mut(|buf| -> std::io::Result<bool> {
+            // Grown once per writing thread, then reused: its pages stay warm.
+            if buf.len() < DIRECT_PIECE + ALIGN {
+                *buf = vec![0u8; DIRECT_PIECE + ALIGN];
+            }
+            let start = buf.as_ptr().align_offset(ALIGN);
+            let Some(aligned) = buf.get_mut(start..start + DIRECT_PIECE) else { return Ok(false) };
+            for (i, piece) in data.chunks(DIRECT_PIECE).enumerate() {
+                let padded = piece.len().next_multiple_of(ALIGN);
+                aligned[..piece.len()].copy_from_slice(piece);
+                aligned[piece.len()..padded].fill(0);
+                match file.write_all_at(&aligned[..padded], (i * DIRECT_PIECE) as u64) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(true)
+        });
+        rustix::fs::fcntl_setfl(&*file, flags)?;
+        let wrote = wrote?;
+        if wrote && !data.len().is_multiple_of(ALIGN) {
+            file.set_len(data.len() as u64)?;
+        }
+        Ok(wrote)
     }
 }
 
@@ -243,5 +403,34 @@ mod tests {
         assert!(matches!(b.get_range("index/01", 1..9), Err(BackendError::Permanent(_))));
         assert!(matches!(b.get_range("index/02", 0..1), Err(BackendError::NotFound(_))));
         assert_eq!(object_path(ObjectKind::Pack, "abcdef"), "packs/ab/abcdef");
+    }
+
+    /// Large objects (written with O_DIRECT where the filesystem allows it) come back byte for
+    /// byte whatever their length, leave no staging file, and are never replaced. /dev/shm is
+    /// tmpfs, which refuses O_DIRECT: the write falls back to the page cache.
+    #[test]
+    fn large_local_objects_are_written_whole_with_or_without_direct_io() {
+        let shm = std::path::Path::new("/dev/shm");
+        let dirs: Vec<tempfile::TempDir> = std::iter::once(tempfile::tempdir().unwrap())
+            .chain(shm.is_dir().then(|| tempfile::tempdir_in(shm).unwrap()))
+            .collect();
+        for dir in &dirs {
+            let b = StoreBackend::local(dir.path()).unwrap();
+            for (i, len) in
+                [local::DIRECT_MIN, 3 * local::DIRECT_MIN + 4096, 2 * local::DIRECT_MIN + 123].into_iter().enumerate()
+            {
+                let data: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
+                let path = format!("packs/0{i}/0{i}ff");
+                b.put_new(&path, Bytes::from(data.clone())).unwrap();
+                assert_eq!(std::fs::read(dir.path().join(&path)).unwrap(), data, "{len} bytes");
+                assert!(matches!(b.put_new(&path, Bytes::from(vec![1u8; len])), Err(BackendError::AlreadyExists(_))));
+                assert_eq!(std::fs::read(dir.path().join(&path)).unwrap(), data);
+                let names: Vec<_> = std::fs::read_dir(dir.path().join(format!("packs/0{i}")))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(names.len(), 1, "{names:?}");
+            }
+        }
     }
 }
