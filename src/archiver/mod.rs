@@ -432,6 +432,36 @@ mod tests {
         assert_eq!(file_content(&t.repo, &changed.tree, &path(&["a", "b", "y"])), b"changed");
     }
 
+    /// A folder large enough to be stat'ed on several threads keeps every entry with its own
+    /// metadata, in name order, without the excluded ones; a changed file among them is found.
+    #[test]
+    fn a_large_folder_is_scanned_whole_and_in_order() {
+        let t = crate::repo::testing::memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let n = super::scan::PARALLEL_STAT_MIN + 500;
+        for i in 0..n {
+            let name = if i % 100 == 7 { format!("f{i:05}.tmp") } else { format!("f{i:05}") };
+            std::fs::write(src.path().join(name), vec![b'a'; i % 13]).unwrap();
+        }
+        let o = BackupOptions { excludes: vec!["*.tmp".into()], ..opts(src.path()) };
+        let (id, first, _) = backup(&t.repo, &o).unwrap();
+        let kept = n - n.div_ceil(100);
+        assert_eq!(first.summary.files_new, kept as u64);
+        let root: Vec<&str> = src.path().iter().skip(1).map(|c| c.to_str().unwrap()).collect();
+        let tree = t.repo.load_tree(&subtree(&t.repo, &first.tree, &root)).unwrap();
+        let names: Vec<String> = tree.nodes.iter().map(|n| String::from_utf8(n.name.clone()).unwrap()).collect();
+        let want: Vec<String> = (0..n).filter(|i| i % 100 != 7).map(|i| format!("f{i:05}")).collect();
+        assert_eq!(names, want);
+        for node in &tree.nodes {
+            let i: usize = std::str::from_utf8(&node.name[1..]).unwrap().parse().unwrap();
+            assert_eq!(node.size, (i % 13) as u64, "{i}");
+        }
+        std::fs::write(src.path().join("f01234"), b"changed, and longer").unwrap();
+        let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o };
+        let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!((again.summary.files_changed, again.summary.files_unchanged), (1, kept as u64 - 1));
+    }
+
     /// A stream hashed in batches by the readers keeps its chunks in order.
     #[test]
     fn streamed_input_keeps_chunk_order() {

@@ -132,15 +132,19 @@ pub(super) fn scan_dir(
         (Some((_, tree)), Indexed::Ask) => unindexed(repo, tree)?,
         _ => HashSet::new(),
     };
-    let mut entries = Vec::with_capacity(names.len());
+    let kept: Vec<(Vec<u8>, PathBuf)> = names
+        .into_iter()
+        .map(|name| {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            (name, child)
+        })
+        .filter(|(_, child)| !excludes.matches(child))
+        .collect();
+    let stats = stat_all(dir, &kept);
+    let mut entries = Vec::with_capacity(kept.len());
     let mut reused = Vec::new();
-    for name in names {
-        let child = path.join(std::ffi::OsStr::from_bytes(&name));
-        if excludes.matches(&child) {
-            continue;
-        }
+    for ((name, child), stat) in kept.into_iter().zip(stats) {
         let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
-        let stat = rustix::fs::statat(dir, std::ffi::OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW);
         let entry = scan_entry(repo, child, &name, old, Some(&gone), small, stat)?;
         if let Ok(Scanned { todo: Todo::Unchanged, node, .. }) = &entry
             && let NodeKind::File { content } = &node.kind
@@ -154,6 +158,25 @@ pub(super) fn scan_dir(
         still.add(repo, reused)?;
     }
     Ok(Scan { entries, parent, slot: None })
+}
+
+/// Folders with at least this many entries are stat'ed on every core.
+pub(super) const PARALLEL_STAT_MIN: usize = 2048;
+
+/// `lstat` of each entry, relative to the open folder, in order. A large folder is cut into
+/// stretches for rayon's threads: one folder can hold a third of a tree's files (18,000 of
+/// 43,500 in the benchmark's /usr/share/man/man1), and stat'ing it on one thread was 100 ms
+/// of an unchanged backup with the other core idle.
+fn stat_all(dir: rustix::fd::BorrowedFd<'_>, kept: &[(Vec<u8>, PathBuf)]) -> Vec<rustix::io::Result<Stat>> {
+    use rayon::prelude::*;
+    let one = |(name, _): &(Vec<u8>, PathBuf)| {
+        rustix::fs::statat(dir, std::ffi::OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+    };
+    if kept.len() < PARALLEL_STAT_MIN {
+        kept.iter().map(one).collect()
+    } else {
+        kept.par_iter().with_min_len(PARALLEL_STAT_MIN / 4).map(one).collect()
+    }
 }
 
 /// Blobs of files taken as unchanged, checked against the index [`STILL_BATCH`] at a time (a
