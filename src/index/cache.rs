@@ -228,7 +228,7 @@ impl IndexCache {
                 })
             })
             .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of two copies of a blob, the later still wins
+        entries.sort_by_key(|e| e.0); // stable: of two copies of a blob, the later still wins
         let mut batch = rocksdb::WriteBatch::default();
         for (k, v) in &entries {
             batch.put(k, v);
