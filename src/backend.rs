@@ -2,8 +2,8 @@
 //!
 //! Objects are immutable: `put_new` creates or fails with `AlreadyExists`, and on local disk it
 //! writes a temporary file, fsyncs it, links it into place and fsyncs the directory, so an object
-//! is there whole or not at all (see [`local`]: large objects skip the page cache). The tokio runtime lives here and nowhere else; everything above
-//! is plain synchronous Rust. Errors are classified so that wrappers know what to retry.
+//! is there whole or not at all (see [`local`]: large objects skip the page cache). The tokio
+//! runtime lives here and nowhere else; everything above is plain synchronous Rust. Errors are classified so that wrappers know what to retry.
 //!
 //! Object paths: `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `packs/<id[0..2]>/<id>`,
 //! `locks/<id>`, ids in lowercase hex.
@@ -77,12 +77,12 @@ impl StoreBackend {
         Ok(StoreBackend { store, runtime, local_root: None, direct: std::sync::atomic::AtomicBool::new(true) })
     }
 
-    /// A repository folder on local disk, with durable (fsynced) writes. The folder is created
-    /// by `init` only; opening a missing folder reports "no repository".
+    /// A repository folder on local disk, with durable (fsynced) writes of our own ([`local`]);
+    /// object_store serves listings and deletes. The folder is created by `init` only; opening
+    /// a missing folder reports "no repository".
     pub fn local(dir: &std::path::Path) -> Result<Self, BackendError> {
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| classify(e, &dir.display().to_string()))?
-            .with_fsync(true);
+            .map_err(|e| classify(e, &dir.display().to_string()))?;
         let mut backend = Self::new(Arc::new(fs))?;
         backend.local_root =
             Some(dir.canonicalize().map_err(|e| BackendError::Permanent(format!("{}: {e}", dir.display())))?);
@@ -216,8 +216,8 @@ mod local {
 
     pub fn put_new(root: &Path, path: &str, data: &[u8], direct: &AtomicBool) -> Result<(), BackendError> {
         let dest = root.join(path);
-        let (mut file, staging) = create_staging(&dest).map_err(|e| failed(path, "creating a temporary file", e))?;
-        let written = write_all(&mut file, data, direct).and_then(|()| file.sync_all());
+        let (file, staging) = create_staging(&dest).map_err(|e| failed(path, "creating a temporary file", e))?;
+        let written = write_all(&file, data, direct).and_then(|()| file.sync_all());
         drop(file);
         if let Err(e) = written {
             let _ = std::fs::remove_file(&staging);
@@ -226,7 +226,10 @@ mod local {
         let linked = std::fs::hard_link(&staging, &dest);
         let _ = std::fs::remove_file(&staging);
         match linked {
-            Ok(()) => fsync_parent(&dest).map_err(|e| failed(path, "flushing its folder", e)),
+            Ok(()) => match dest.parent() {
+                Some(dir) => fsync_dir(dir).map_err(|e| failed(path, "flushing its folder", e)),
+                None => Ok(()),
+            },
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(BackendError::AlreadyExists(path.to_string())),
             Err(e) => Err(failed(path, "linking into place", e)),
         }
@@ -262,7 +265,7 @@ mod local {
         std::fs::create_dir_all(parent)?;
         let mut dir = parent;
         loop {
-            File::open(dir)?.sync_all()?;
+            fsync_dir(dir)?;
             if dir == existing {
                 return Ok(());
             }
@@ -270,16 +273,14 @@ mod local {
         }
     }
 
-    fn fsync_parent(dest: &Path) -> std::io::Result<()> {
-        match dest.parent() {
-            Some(dir) => File::open(dir)?.sync_all(),
-            None => Ok(()),
-        }
+    /// Makes a folder's entries durable.
+    fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+        File::open(dir)?.sync_all()
     }
 
     /// Writes `data` at the start of the empty `file`: directly when it is large and the
     /// filesystem takes it, else through the page cache.
-    fn write_all(file: &mut File, data: &[u8], direct: &AtomicBool) -> std::io::Result<()> {
+    fn write_all(file: &File, data: &[u8], direct: &AtomicBool) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
         if data.len() >= DIRECT_MIN && direct.load(Ordering::Relaxed) {
             match write_direct(file, data) {
@@ -303,11 +304,11 @@ mod local {
     /// the page cache. Each piece is copied into an aligned buffer and the last one padded with
     /// zeros to [`ALIGN`]; the padding is cut off again with `ftruncate`.
     #[cfg(target_os = "linux")]
-    fn write_direct(file: &mut File, data: &[u8]) -> std::io::Result<bool> {
+    fn write_direct(file: &File, data: &[u8]) -> std::io::Result<bool> {
         use rustix::fs::OFlags;
         use rustix::io::Errno;
-        let flags = rustix::fs::fcntl_getfl(&*file)?;
-        match rustix::fs::fcntl_setfl(&*file, flags | OFlags::DIRECT) {
+        let flags = rustix::fs::fcntl_getfl(file)?;
+        match rustix::fs::fcntl_setfl(file, flags | OFlags::DIRECT) {
             Ok(()) => {}
             Err(Errno::INVAL) => return Ok(false),
             Err(e) => return Err(e.into()),
@@ -331,7 +332,7 @@ mod local {
             }
             Ok(true)
         });
-        rustix::fs::fcntl_setfl(&*file, flags)?;
+        rustix::fs::fcntl_setfl(file, flags)?;
         let wrote = wrote?;
         if wrote && !data.len().is_multiple_of(ALIGN) {
             file.set_len(data.len() as u64)?;
