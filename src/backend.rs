@@ -31,6 +31,12 @@ pub trait Backend: Send + Sync {
     /// Objects under a folder (`"packs"` lists all packs, in every subfolder).
     fn list(&self, dir: &str) -> Result<Vec<Listed>, BackendError>;
     fn delete(&self, path: &str) -> Result<(), BackendError>;
+    /// How many pack writes pay to run at once: a round trip to a bucket hides behind another
+    /// one, a local write (direct, ~10 ms per pack) does not, and each one in flight holds a
+    /// pack in memory.
+    fn parallel_puts(&self) -> usize {
+        2
+    }
 }
 
 /// The one mapping of object kinds to paths.
@@ -183,6 +189,10 @@ impl Backend for StoreBackend {
     fn delete(&self, path: &str) -> Result<(), BackendError> {
         let p = StorePath::from(path);
         self.runtime.block_on(self.store.delete(&p)).map_err(|e| classify(e, path))
+    }
+
+    fn parallel_puts(&self) -> usize {
+        if self.local_root.is_some() { 1 } else { 2 }
     }
 }
 

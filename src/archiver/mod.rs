@@ -112,7 +112,7 @@ fn walk_and_store(
     excludes: &scan::Excludes,
     indexed: Indexed<'_>,
 ) -> Result<(BlobId, Summary, Vec<String>)> {
-    let budget = Budget::for_machine();
+    let budget = Budget::for_machine(repo.backend().parallel_puts());
     let (walked, stored) = std::thread::scope(|scope| {
         let pipe = Pipeline::start(scope, repo, budget);
         let walked = pipe.submitter().and_then(|sub| {

@@ -44,9 +44,17 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn for_machine() -> Budget {
+    /// Every core seals and reads; `uploads` is the backend's own figure (one on local disk, where
+    /// a second writer only holds another 16 MiB pack in memory).
+    pub fn for_machine(parallel_puts: usize) -> Budget {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Budget { seal_threads: cores, uploads: 2, queue: cores, readers: cores, files_in_flight: cores * 4 }
+        Budget {
+            seal_threads: cores,
+            uploads: parallel_puts.max(1),
+            queue: cores,
+            readers: cores,
+            files_in_flight: cores * 4,
+        }
     }
 }
 
@@ -75,7 +83,8 @@ pub struct Stored {
 #[derive(Default)]
 struct Shared {
     failed: AtomicBool,
-    /// Blobs queued in this run, so two files with one chunk store it once.
+    /// Blobs queued in this run and not yet in an index object, so two files with one chunk
+    /// store it once.
     queued: Mutex<HashSet<(BlobType, BlobId)>>,
     error: Mutex<Option<Error>>,
     blobs: AtomicU64,
@@ -335,17 +344,31 @@ fn index_stage(repo: &Repository, rx: Receiver<IndexPack>, shared: &Shared) {
     for pack in rx {
         file.packs.push(pack);
         if file.blob_count() >= BLOBS_PER_INDEX
-            && let Err(e) = repo.save_index(&std::mem::take(&mut file))
+            && let Err(e) = save_index(repo, &std::mem::take(&mut file), shared)
         {
             shared.fail(e);
             return;
         }
     }
     if !file.packs.is_empty()
-        && let Err(e) = repo.save_index(&file)
+        && let Err(e) = save_index(repo, &file, shared)
     {
         shared.fail(e);
     }
+}
+
+/// Stores an index object, then forgets its blobs from the run's dedup set: the index cache
+/// answers for them from now on (it has them before the set lets go), so the set holds only
+/// blobs not yet indexed and stays bounded by the pipeline's budget, not by the input's size.
+fn save_index(repo: &Repository, file: &IndexFile, shared: &Shared) -> Result<()> {
+    repo.save_index(file)?;
+    let mut queued = shared.queued.lock().map_err(|_| internal("dedup set poisoned"))?;
+    for pack in &file.packs {
+        for b in &pack.blobs {
+            queued.remove(&(b.kind, b.id));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -369,5 +392,29 @@ mod tests {
         // A spare too small for the pack size is not used.
         tx.try_send(Vec::with_capacity(10)).unwrap();
         assert!(pack_buffer(&rx, 1 << 20).capacity() >= 1 << 20);
+    }
+
+    /// Once an index object is saved its blobs leave the dedup set, and the index answers for
+    /// them: the set holds only blobs not yet indexed.
+    #[test]
+    fn indexed_blobs_leave_the_dedup_set_and_stay_known() {
+        use crate::id::{Id, PackId};
+        use crate::pack::PackBlob;
+        let t = crate::repo::testing::memory_repo();
+        let shared = Shared::default();
+        let ids: Vec<BlobId> = (0..3u8).map(|i| BlobId(Id([i; 32]))).collect();
+        shared.queued.lock().unwrap().extend(ids.iter().map(|id| (BlobType::Data, *id)));
+        let blobs = ids[..2]
+            .iter()
+            .map(|id| PackBlob { kind: BlobType::Data, id: *id, offset: 0, length: 40, raw_length: 1 })
+            .collect();
+        let file = IndexFile { packs: vec![IndexPack { id: PackId(Id([9; 32])), blobs }] };
+        save_index(&t.repo, &file, &shared).unwrap();
+        assert_eq!(*shared.queued.lock().unwrap(), HashSet::from([(BlobType::Data, ids[2])]));
+        let sub = Submitter { repo: &t.repo, jobs: bounded(1).0, shared: Arc::new(shared) };
+        for id in &ids {
+            assert!(!sub.is_new(BlobType::Data, id).unwrap(), "{id:?} counted as new");
+        }
+        assert!(sub.is_new(BlobType::Data, &BlobId(Id([7; 32]))).unwrap());
     }
 }
