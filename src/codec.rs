@@ -9,7 +9,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
-    let out = vec![version];
+    encode_sized(version, value, 64)
+}
+
+/// [`encode`] into a buffer reserved for `capacity` bytes: a large object that would otherwise
+/// grow by doubling (briefly holding one and a half copies) is written in place.
+pub fn encode_sized<T: Serialize>(version: u8, value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(version);
     // Serializing plain structs into a Vec cannot fail; keep the error path total anyway.
     match postcard::to_extend(value, out) {
         Ok(v) => v,

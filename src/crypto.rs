@@ -88,6 +88,11 @@ impl MasterKey {
         seal_parts(&self.seal_key, aad, parts)
     }
 
+    /// `prefix ||` [`seal`](Self::seal)`(plaintext)`, built in one buffer.
+    pub fn seal_after(&self, aad: &[u8], prefix: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_after(&self.seal_key, aad, prefix, &[plaintext])
+    }
+
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
         open(&self.seal_key, aad, sealed)
     }
@@ -101,15 +106,23 @@ pub fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 /// [`seal`] of the concatenation of `parts`: each is copied once, into the message, which is
 /// then encrypted in place.
 pub fn seal_parts(key: &[u8; 32], aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    seal_after(key, aad, &[], parts)
+}
+
+/// `prefix || seal(concatenation of parts)` in one allocation: an envelope's version byte goes
+/// in front without copying the sealed message again.
+pub fn seal_after(key: &[u8; 32], aad: &[u8], prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.into());
     let nonce: [u8; NONCE_LEN] = random_array();
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(len + SEAL_OVERHEAD);
+    let mut out = Vec::with_capacity(prefix.len() + len + SEAL_OVERHEAD);
+    out.extend_from_slice(prefix);
     out.extend_from_slice(&nonce);
     for part in parts {
         out.extend_from_slice(part);
     }
-    let tag = match cipher.encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into()) {
+    let body = prefix.len() + NONCE_LEN;
+    let tag = match cipher.encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[body..]).into()) {
         Ok(tag) => tag,
         // Only messages over 256 GiB fail; nothing cairn seals comes near that.
         Err(_) => unreachable_seal(),
@@ -231,6 +244,14 @@ mod tests {
             let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             let sealed = key.seal_parts(b"aad", &slices);
             prop_assert_eq!(key.open(b"aad", &sealed).unwrap(), parts.concat());
+        }
+
+        #[test]
+        fn sealed_after_a_prefix_opens_past_it(prefix in proptest::collection::vec(any::<u8>(), 0..8), data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let key = MasterKey::generate();
+            let out = key.seal_after(b"aad", &prefix, &data);
+            prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+            prop_assert_eq!(key.open(b"aad", &out[prefix.len()..]).unwrap(), data);
         }
     }
 

@@ -14,6 +14,7 @@ use super::{BlobIndex, IndexEntry};
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, Id, IndexId, PackId};
+use crate::pack::PackBlob;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -218,20 +219,15 @@ impl IndexCache {
     /// instead of searching from the top (100,000 random keys took ~0.2 s on one core, the
     /// tail of a stream backup).
     pub fn add(&self, id: &IndexId, file: &IndexFile) -> Result<()> {
-        let mut entries: Vec<([u8; 34], [u8; 44])> = file
-            .packs
-            .iter()
-            .flat_map(|pack| {
-                pack.blobs.iter().map(|b| {
-                    let e = IndexEntry { pack: pack.id, offset: b.offset, length: b.length, raw_length: b.raw_length };
-                    (blob_key(b.kind, &b.id), encode_entry(&e))
-                })
-            })
-            .collect();
-        entries.sort_by_key(|e| e.0); // stable: of two copies of a blob, the later still wins
+        // References (16 bytes each) are sorted rather than encoded pairs (78), and (kind, id)
+        // orders as `blob_key` does. Stable: of two copies of a blob, the later still wins.
+        let mut entries: Vec<(&PackId, &PackBlob)> =
+            file.packs.iter().flat_map(|pack| pack.blobs.iter().map(move |b| (&pack.id, b))).collect();
+        entries.sort_by_key(|(_, b)| (b.kind.to_byte(), b.id));
         let mut batch = rocksdb::WriteBatch::default();
-        for (k, v) in &entries {
-            batch.put(k, v);
+        for (pack, b) in entries {
+            let e = IndexEntry { pack: *pack, offset: b.offset, length: b.length, raw_length: b.raw_length };
+            batch.put(blob_key(b.kind, &b.id), encode_entry(&e));
         }
         batch.put(index_key(id), b"");
         self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 pub const INDEX_VERSION: u8 = 1;
 pub const MAX_INDEX_LEN: u64 = 256 * 1024 * 1024;
-/// Writers start a new index object after this many blobs (about 5 MiB encoded).
-pub const BLOBS_PER_INDEX: usize = 100_000;
+/// Writers start a new index object after this many blobs (about 2.3 MiB encoded). Saving one
+/// holds it several times over for a moment (encoded, sealed, opened again to verify, sorted
+/// for the cache), next to the packs in flight; restic's index objects hold 50,000 too.
+pub const BLOBS_PER_INDEX: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexPack {
@@ -31,7 +33,10 @@ impl IndexFile {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(INDEX_VERSION, self)
+        // Upper bounds of postcard's sizes: a pack is its id and a length (varint), a blob its
+        // type, id and three u32 varints.
+        let bound = 1 + 5 + self.packs.len() * (32 + 5) + self.blob_count() * (2 + 32 + 3 * 5);
+        codec::encode_sized(INDEX_VERSION, self, bound)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<IndexFile, FormatError> {
@@ -66,7 +71,10 @@ mod tests {
                     kind: if t { BlobType::Tree } else { BlobType::Data }, id: BlobId(Id(id)), offset, length, raw_length,
                 }).collect(),
             }).collect() };
-            prop_assert_eq!(IndexFile::decode(&file.encode()).unwrap(), file);
+            let encoded = file.encode();
+            let bound = 1 + 5 + file.packs.len() * 37 + file.blob_count() * 49;
+            prop_assert!(encoded.len() <= bound, "{} > {bound}", encoded.len());
+            prop_assert_eq!(IndexFile::decode(&encoded).unwrap(), file);
         }
 
         #[test]

@@ -44,9 +44,7 @@ fn kind_byte(kind: ObjectKind) -> u8 {
 
 /// `ENVELOPE_VERSION || seal(aad = [ENVELOPE_VERSION, kind byte], plain)`.
 pub(crate) fn seal_envelope(key: &MasterKey, kind: ObjectKind, plain: &[u8]) -> Vec<u8> {
-    let mut out = vec![ENVELOPE_VERSION];
-    out.extend_from_slice(&key.seal(&[ENVELOPE_VERSION, kind_byte(kind)], plain));
-    out
+    key.seal_after(&[ENVELOPE_VERSION, kind_byte(kind)], &[ENVELOPE_VERSION], plain)
 }
 
 pub fn now() -> Timestamp {
