@@ -51,6 +51,7 @@ pub struct Archiver<'r, 'p> {
     stream_chunker: Chunker,
     summary: Summary,
     warnings: Vec<String>,
+    open: walk::OpenDirs,
 }
 
 /// One entry of the snapshot root's virtual folder structure.
@@ -199,6 +200,7 @@ impl<'r, 'p> Archiver<'r, 'p> {
             stream_chunker: Chunker::new(repo.config().chunker_streams, repo.key().chunker_seed()),
             summary: Summary::default(),
             warnings: Vec::new(),
+            open: walk::OpenDirs::default(),
         }
     }
 
@@ -256,6 +258,10 @@ impl<'r, 'p> Archiver<'r, 'p> {
         parent: Option<&Tree>,
     ) -> Result<BlobId> {
         let nodes = self.save_level(root, opts, parent)?;
+        // Every source's tree was asked for, and that finished every folder opened before it.
+        if !self.open.is_empty() {
+            return Err(pipeline::internal("folders left unfinished"));
+        }
         self.save_tree(nodes)
     }
 
@@ -460,6 +466,39 @@ mod tests {
         let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o };
         let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
         assert_eq!((again.summary.files_changed, again.summary.files_unchanged), (1, kept as u64 - 1));
+    }
+
+    /// The walk goes on past folders whose files are still being read, and finishes them in
+    /// post order: every file lands in its own folder with its own content, and an unchanged
+    /// second backup yields the same root tree.
+    #[test]
+    fn folders_finished_after_the_walk_moved_on_keep_their_files() {
+        let t = crate::repo::testing::memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let big = |seed: u8, len: usize| (0..len).map(|i| (i as u8).wrapping_mul(seed) ^ seed).collect::<Vec<u8>>();
+        let mut files = Vec::new();
+        for (d, dir) in ["a", "a/x", "a/x/y", "b", "c/z", "d"].iter().enumerate() {
+            std::fs::create_dir_all(src.path().join(dir)).unwrap();
+            for f in 0..3u8 {
+                let len = if f == 1 { 100 } else { 300_000 + 70_000 * usize::from(f) + d * 1000 };
+                let path = format!("{dir}/f{f}");
+                let data = big(d as u8 * 3 + f + 1, len);
+                std::fs::write(src.path().join(&path), &data).unwrap();
+                files.push((path, data));
+            }
+        }
+        let (id, first, _) = backup(&t.repo, &opts(src.path())).unwrap();
+        assert_eq!(first.summary.files_new, files.len() as u64);
+        let root: Vec<String> = src.path().iter().skip(1).map(|c| c.to_str().unwrap().to_string()).collect();
+        for (path, data) in &files {
+            let mut at: Vec<&str> = root.iter().map(String::as_str).collect();
+            at.extend(path.split('/'));
+            assert!(file_content(&t.repo, &first.tree, &at) == *data, "{path}");
+        }
+        let with_parent = BackupOptions { parent: Some((id, first.tree)), ..opts(src.path()) };
+        let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
+        assert_eq!(again.tree, first.tree);
+        assert_eq!(again.summary.files_unchanged, files.len() as u64);
     }
 
     /// A stream hashed in batches by the readers keeps its chunks in order.

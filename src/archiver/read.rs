@@ -112,6 +112,11 @@ impl<T: Outcome> Pending<T> {
     pub(super) fn wait(self) -> T {
         self.0.recv().unwrap_or_else(|_| T::stopped())
     }
+
+    /// True once the outcome is there (`wait` will not block).
+    pub(super) fn is_ready(&self) -> bool {
+        !self.0.is_empty()
+    }
 }
 
 fn stopped() -> Error {

@@ -15,20 +15,69 @@ use super::scan::{Scan, Scanned, Todo, scan_entry};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::tree::{Node, NodeKind, Tree};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::tree::MAX_DEPTH;
 
-/// A directory entry: its node, or a node that waits for a reader to store the file's content.
+/// A directory entry: its node, a node that waits for a reader to store the file's content, or
+/// a folder's node that waits for the folder's tree (an [`OpenDirs`] key).
 pub(super) enum Slot {
     Ready(Node),
     Reading { node: Node, pending: Pending<FileOutcome>, path: PathBuf, changed: bool },
+    Dir { node: Node, key: u64 },
+}
+
+/// Folders whose entries were all handed out, while some of their files are still being read.
+/// The walk goes on past them instead of waiting: a large file no longer holds the whole walk
+/// (and every other reader) until it is stored. They are finished oldest first, which is post
+/// order (a folder's subfolders were opened and closed before it), so a folder's subtrees are
+/// known when it is finished. Bounded: see [`OPEN_FILES`] and [`OPEN_NODES`].
+#[derive(Default)]
+pub(super) struct OpenDirs {
+    queue: VecDeque<OpenDir>,
+    /// Tree ids of finished folders whose parents are not finished yet.
+    done: HashMap<u64, BlobId>,
+    next_key: u64,
+    /// File reads still pending in the queued folders, and entries they hold.
+    files: usize,
+    nodes: usize,
+}
+
+struct OpenDir {
+    key: u64,
+    slots: Vec<Slot>,
+    /// The same folder's tree in the parent snapshot, reused if nothing changed.
+    parent: Option<(BlobId, Tree)>,
+}
+
+/// The walk finishes folders once this many file reads are pending in open folders (a few in
+/// unit tests, so that they take this path)...
+const OPEN_FILES: usize = if cfg!(test) { 3 } else { 1024 };
+/// ... or once open folders hold this many entries (a node is a few hundred bytes).
+const OPEN_NODES: usize = 64 * 1024;
+
+impl OpenDirs {
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.done.is_empty()
+    }
+}
+
+impl OpenDir {
+    /// True if every file read of the folder has its outcome (its subfolders are done: they
+    /// were ahead of it in the queue).
+    fn ready(&self) -> bool {
+        self.slots.iter().all(|s| match s {
+            Slot::Reading { pending, .. } => pending.is_ready(),
+            _ => true,
+        })
+    }
 }
 
 impl Archiver<'_, '_> {
-    /// Backs up the directory at `path`, scanned by `scan`, and returns its tree's id.
-    pub(super) fn save_dir(&mut self, path: &Path, scan: Pending<Result<Scan>>, depth: usize) -> Result<BlobId> {
+    /// Backs up the directory at `path`, scanned by `scan`; returns the [`OpenDirs`] key that
+    /// its tree's id will be found under.
+    pub(super) fn save_dir(&mut self, path: &Path, scan: Pending<Result<Scan>>, depth: usize) -> Result<u64> {
         if depth > MAX_DEPTH {
             return Err(Error::Usage(format!("{}: directories nested deeper than {MAX_DEPTH}", path.display())));
         }
@@ -55,23 +104,54 @@ impl Archiver<'_, '_> {
                 Err(path) => self.warn(format!("{} vanished during the backup; left out", path.display())),
             }
         }
-        // Files are read while the walk goes on (into subfolders too); their outcomes are
-        // taken in name order, the first failure failing the backup.
-        let mut nodes = Vec::with_capacity(slots.len());
-        for slot in slots {
+        // Files are read while the walk goes on (into subfolders and past this folder too);
+        // their outcomes are taken in name order when the folder is finished, the first
+        // failure failing the backup.
+        let open = &mut self.open;
+        let key = open.next_key;
+        open.next_key += 1;
+        open.files += slots.iter().filter(|s| matches!(s, Slot::Reading { .. })).count();
+        open.nodes += slots.len();
+        open.queue.push_back(OpenDir { key, slots, parent });
+        while let Some(front) = self.open.queue.front()
+            && (front.ready() || self.open.files > OPEN_FILES || self.open.nodes > OPEN_NODES)
+        {
+            self.finish_open_dir()?;
+        }
+        Ok(key)
+    }
+
+    /// Finishes the oldest open folder: takes its files' outcomes and stores its tree.
+    fn finish_open_dir(&mut self) -> Result<()> {
+        let Some(dir) = self.open.queue.pop_front() else { return Err(internal("no open folder to finish")) };
+        self.open.nodes -= dir.slots.len();
+        let mut nodes = Vec::with_capacity(dir.slots.len());
+        for slot in dir.slots {
             nodes.extend(self.finish_slot(slot)?);
         }
-        match parent {
+        let id = match dir.parent {
             // Unchanged: the parent's tree blob, which the index has (it was just loaded).
-            Some((id, tree)) if tree.nodes == nodes => Ok(id),
-            _ => self.save_tree(nodes),
+            Some((id, tree)) if tree.nodes == nodes => id,
+            _ => self.save_tree(nodes)?,
+        };
+        self.open.done.insert(dir.key, id);
+        Ok(())
+    }
+
+    /// The tree id of the folder opened under `key`, finishing open folders up to it.
+    fn dir_tree(&mut self, key: u64) -> Result<BlobId> {
+        loop {
+            if let Some(id) = self.open.done.remove(&key) {
+                return Ok(id);
+            }
+            self.finish_open_dir()?;
         }
     }
 
     /// What is left to do for a scanned entry: count it, hand a changed file to the readers,
     /// or descend into a folder (its scan taken from `ahead` if that has it).
     fn take_scanned(&mut self, s: Scanned, depth: usize, ahead: Option<&mut Ahead>) -> Result<Option<Slot>> {
-        let Scanned { mut node, path, todo } = s;
+        let Scanned { node, path, todo } = s;
         match todo {
             Todo::Nothing => {}
             Todo::Unchanged => {
@@ -92,7 +172,8 @@ impl Archiver<'_, '_> {
                     Some(scan) => scan,
                     None => self.readers.scan(path.clone(), old)?,
                 };
-                node.kind = NodeKind::Dir { subtree: self.save_dir(&path, scan, depth + 1)? };
+                let key = self.save_dir(&path, scan, depth + 1)?;
+                return Ok(Some(Slot::Dir { node, key }));
             }
         }
         Ok(Some(Slot::Ready(node)))
@@ -102,8 +183,13 @@ impl Archiver<'_, '_> {
     pub(super) fn finish_slot(&mut self, slot: Slot) -> Result<Option<Node>> {
         let (mut node, pending, path, changed) = match slot {
             Slot::Ready(node) => return Ok(Some(node)),
+            Slot::Dir { mut node, key } => {
+                node.kind = NodeKind::Dir { subtree: self.dir_tree(key)? };
+                return Ok(Some(node));
+            }
             Slot::Reading { node, pending, path, changed } => (node, pending, path, changed),
         };
+        self.open.files = self.open.files.saturating_sub(1);
         match pending.wait() {
             FileOutcome::Stored { content, size } => {
                 node.size = size;
