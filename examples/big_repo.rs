@@ -6,9 +6,9 @@
 //! CAIRN_PASSWORD=bench-pass /usr/bin/time -v cairn --repo /tmp/big backup /some/tree
 //! ```
 //!
-//! The index objects are real (sealed, 100 000 blobs each, 1 000 per pack, as a backup writes
-//! them), but the packs they name are not stored: a backup deduplicates against the index and
-//! never reads a pack, so this measures the index's cost alone. `check` on such a repository
+//! The index objects are real (sealed, `BLOBS_PER_INDEX` blobs each, 1 000 per pack, as a backup
+//! writes them), but the packs they name are not stored: a backup deduplicates against the index
+//! and never reads a pack, so this measures the index's cost alone. `check` on such a repository
 //! reports every pack as missing, which is the truth. Blob ids are random, as keyed hashes are.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

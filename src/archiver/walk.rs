@@ -47,6 +47,9 @@ pub(super) struct OpenDirs {
 struct OpenDir {
     key: u64,
     slots: Vec<Slot>,
+    /// Slots before this one are known to be ready (so a large folder is not scanned again
+    /// from its start each time the walk looks).
+    ready_upto: usize,
     /// The same folder's tree in the parent snapshot, reused if nothing changed.
     parent: Option<(BlobId, Tree)>,
 }
@@ -66,11 +69,16 @@ impl OpenDirs {
 impl OpenDir {
     /// True if every file read of the folder has its outcome (its subfolders are done: they
     /// were ahead of it in the queue).
-    fn ready(&self) -> bool {
-        self.slots.iter().all(|s| match s {
-            Slot::Reading { pending, .. } => pending.is_ready(),
-            _ => true,
-        })
+    fn ready(&mut self) -> bool {
+        while let Some(slot) = self.slots.get(self.ready_upto) {
+            if let Slot::Reading { pending, .. } = slot
+                && !pending.is_ready()
+            {
+                return false;
+            }
+            self.ready_upto += 1;
+        }
+        true
     }
 }
 
@@ -112,8 +120,8 @@ impl Archiver<'_, '_> {
         open.next_key += 1;
         open.files += slots.iter().filter(|s| matches!(s, Slot::Reading { .. })).count();
         open.nodes += slots.len();
-        open.queue.push_back(OpenDir { key, slots, parent });
-        while let Some(front) = self.open.queue.front()
+        open.queue.push_back(OpenDir { key, slots, ready_upto: 0, parent });
+        while let Some(front) = self.open.queue.front_mut()
             && (front.ready() || self.open.files > OPEN_FILES || self.open.nodes > OPEN_NODES)
         {
             self.finish_open_dir()?;
