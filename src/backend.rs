@@ -31,6 +31,11 @@ pub trait Backend: Send + Sync {
     /// Objects under a folder (`"packs"` lists all packs, in every subfolder).
     fn list(&self, dir: &str) -> Result<Vec<Listed>, BackendError>;
     fn delete(&self, path: &str) -> Result<(), BackendError>;
+    /// [`put_new`](Self::put_new) of an object that will be read again soon (a pack of tree
+    /// blobs, which the next backup loads): local disk writes it through the page cache.
+    fn put_new_cached(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
+        self.put_new(path, data)
+    }
     /// How many pack writes pay to run at once: a round trip to a bucket hides behind another
     /// one, a local write (direct, ~10 ms per pack) does not, and each one in flight holds a
     /// pack in memory.
@@ -189,6 +194,13 @@ impl Backend for StoreBackend {
     fn delete(&self, path: &str) -> Result<(), BackendError> {
         let p = StorePath::from(path);
         self.runtime.block_on(self.store.delete(&p)).map_err(|e| classify(e, path))
+    }
+
+    fn put_new_cached(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
+        match &self.local_root {
+            Some(root) => local::put_new(root, path, &data, &std::sync::atomic::AtomicBool::new(false)),
+            None => self.put_new(path, data),
+        }
     }
 
     fn parallel_puts(&self) -> usize {

@@ -501,6 +501,31 @@ mod tests {
         assert_eq!(again.summary.files_unchanged, files.len() as u64);
     }
 
+    /// Trees are packed apart from file data (the next backup loads them all).
+    #[test]
+    fn trees_and_data_go_into_separate_packs() {
+        let t = crate::repo::testing::memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        for d in ["a", "a/b", "c"] {
+            std::fs::create_dir_all(src.path().join(d)).unwrap();
+            std::fs::write(src.path().join(d).join("f"), d.repeat(1000)).unwrap();
+        }
+        backup(&t.repo, &opts(src.path())).unwrap();
+        let mut kinds = Vec::new();
+        for listed in t.repo.backend().list("index").unwrap() {
+            let id = crate::id::IndexId(crate::id::Id::from_hex(&listed.name).unwrap());
+            for pack in t.repo.load_index_file(&id).unwrap().packs {
+                let mut here: Vec<BlobType> = pack.blobs.iter().map(|b| b.kind).collect();
+                here.dedup();
+                assert_eq!(here.len(), 1, "pack {} mixes kinds", pack.id.short());
+                kinds.push(here[0]);
+            }
+        }
+        kinds.sort_by_key(|k| k.to_byte());
+        kinds.dedup();
+        assert_eq!(kinds, vec![BlobType::Data, BlobType::Tree]);
+    }
+
     /// A stream hashed in batches by the readers keeps its chunks in order.
     #[test]
     fn streamed_input_keeps_chunk_order() {

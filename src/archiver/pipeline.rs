@@ -260,21 +260,37 @@ fn pack_stage(
             }
         }
     };
+    // Trees go into packs of their own, as restic's do: the next backup loads every tree of
+    // its parent snapshot, and reads them from a few packs (kept in the page cache, see
+    // `upload_stage`) instead of one small read from each of many data packs written past the
+    // cache (files1-again after files1: 0.29-0.31 s with the packs out of the cache, 0.22-0.25
+    // in). They fill slowly, so they are a quarter of the pack size.
+    let tree_target = (target / 4).max(1);
+    let mut trees = PackWriter::new();
     for s in rx.iter().flatten() {
         if shared.failed.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = writer.add(s.kind, s.id, &s.sealed, s.raw_len) {
+        let (w, full) = match s.kind {
+            BlobType::Tree => (&mut trees, tree_target),
+            BlobType::Data => (&mut writer, target),
+        };
+        if let Err(e) = w.add(s.kind, s.id, &s.sealed, s.raw_len) {
             shared
                 .fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
             return;
         }
-        if writer.len() >= target && !finish(std::mem::replace(&mut writer, fresh())) {
-            return;
+        if w.len() >= full {
+            let next = if s.kind == BlobType::Tree { PackWriter::new() } else { fresh() };
+            if !finish(std::mem::replace(w, next)) {
+                return;
+            }
         }
     }
-    if !writer.is_empty() && !shared.failed.load(Ordering::SeqCst) {
-        finish(writer);
+    for w in [writer, trees] {
+        if !w.is_empty() && !shared.failed.load(Ordering::SeqCst) && !finish(w) {
+            return;
+        }
     }
 }
 
@@ -319,7 +335,8 @@ fn upload_stage(
         let FinishedPack { id, bytes, blobs } = pack;
         let len = bytes.len() as u64;
         let bytes = bytes::Bytes::from(bytes);
-        if let Err(e) = repo.put_pack_bytes(&id, bytes.clone()) {
+        let trees = blobs.iter().all(|b| b.kind == BlobType::Tree);
+        if let Err(e) = repo.put_pack_bytes(&id, bytes.clone(), trees) {
             shared.fail(e);
             return;
         }

@@ -347,13 +347,16 @@ impl Repository {
     }
 
     pub fn put_pack(&self, pack: &FinishedPack) -> Result<()> {
-        self.put_pack_bytes(&pack.id, Bytes::copy_from_slice(&pack.bytes))
+        self.put_pack_bytes(&pack.id, Bytes::copy_from_slice(&pack.bytes), false)
     }
 
     /// Stores a finished pack's bytes under its id; taking them as `Bytes` spares backup a copy
-    /// of every pack.
-    pub fn put_pack_bytes(&self, id: &PackId, bytes: Bytes) -> Result<()> {
-        match self.backend.put_new(&object_path(ObjectKind::Pack, &id.to_hex()), bytes) {
+    /// of every pack. `reread`: the pack will be read again soon (trees), so storage that can
+    /// should keep it at hand ([`Backend::put_new_cached`]).
+    pub fn put_pack_bytes(&self, id: &PackId, bytes: Bytes, reread: bool) -> Result<()> {
+        let path = object_path(ObjectKind::Pack, &id.to_hex());
+        let put = if reread { self.backend.put_new_cached(&path, bytes) } else { self.backend.put_new(&path, bytes) };
+        match put {
             Ok(()) | Err(BackendError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
