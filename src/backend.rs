@@ -165,7 +165,7 @@ impl Backend for StoreBackend {
 
     fn put_new(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
         if let Some(root) = &self.local_root {
-            return local::put_new(root, path, &data, &self.direct);
+            return local::put_new(root, path, &data, Some(&self.direct));
         }
         let p = StorePath::from(path);
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -198,7 +198,7 @@ impl Backend for StoreBackend {
 
     fn put_new_cached(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
         match &self.local_root {
-            Some(root) => local::put_new(root, path, &data, &std::sync::atomic::AtomicBool::new(false)),
+            Some(root) => local::put_new(root, path, &data, None),
             None => self.put_new(path, data),
         }
     }
@@ -236,7 +236,9 @@ mod local {
         BackendError::Permanent(format!("{path}: {what}: {e}"))
     }
 
-    pub fn put_new(root: &Path, path: &str, data: &[u8], direct: &AtomicBool) -> Result<(), BackendError> {
+    /// `direct`: the backend's "direct writes still work" flag, or `None` to write through the
+    /// page cache (an object read again soon).
+    pub fn put_new(root: &Path, path: &str, data: &[u8], direct: Option<&AtomicBool>) -> Result<(), BackendError> {
         let dest = root.join(path);
         let (file, staging) = create_staging(&dest).map_err(|e| failed(path, "creating a temporary file", e))?;
         let written = write_all(&file, data, direct).and_then(|()| file.sync_all());
@@ -300,11 +302,14 @@ mod local {
         File::open(dir)?.sync_all()
     }
 
-    /// Writes `data` at the start of the empty `file`: directly when it is large and the
-    /// filesystem takes it, else through the page cache.
-    fn write_all(file: &File, data: &[u8], direct: &AtomicBool) -> std::io::Result<()> {
+    /// Writes `data` at the start of the empty `file`: directly when it is large, `direct` is
+    /// given and the filesystem takes it, else through the page cache.
+    fn write_all(file: &File, data: &[u8], direct: Option<&AtomicBool>) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
-        if data.len() >= DIRECT_MIN && direct.load(Ordering::Relaxed) {
+        if let Some(direct) = direct
+            && data.len() >= DIRECT_MIN
+            && direct.load(Ordering::Relaxed)
+        {
             match write_direct(file, data) {
                 Ok(true) => return Ok(()),
                 Ok(false) => direct.store(false, Ordering::Relaxed),

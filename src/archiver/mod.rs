@@ -512,9 +512,8 @@ mod tests {
         }
         backup(&t.repo, &opts(src.path())).unwrap();
         let mut kinds = Vec::new();
-        for listed in t.repo.backend().list("index").unwrap() {
-            let id = crate::id::IndexId(crate::id::Id::from_hex(&listed.name).unwrap());
-            for pack in t.repo.load_index_file(&id).unwrap().packs {
+        for id in t.repo.list_ids(crate::error::ObjectKind::Index).unwrap() {
+            for pack in t.repo.load_index_file(&crate::id::IndexId(id)).unwrap().packs {
                 let mut here: Vec<BlobType> = pack.blobs.iter().map(|b| b.kind).collect();
                 here.dedup();
                 assert_eq!(here.len(), 1, "pack {} mixes kinds", pack.id.short());

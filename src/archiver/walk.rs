@@ -60,6 +60,11 @@ const OPEN_FILES: usize = if cfg!(test) { 3 } else { 1024 };
 /// ... or once open folders hold this many entries (a node is a few hundred bytes).
 const OPEN_NODES: usize = 64 * 1024;
 
+/// File reads among a folder's slots.
+fn reading(slots: &[Slot]) -> usize {
+    slots.iter().filter(|s| matches!(s, Slot::Reading { .. })).count()
+}
+
 impl OpenDirs {
     pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.done.is_empty()
@@ -118,7 +123,7 @@ impl Archiver<'_, '_> {
         let open = &mut self.open;
         let key = open.next_key;
         open.next_key += 1;
-        open.files += slots.iter().filter(|s| matches!(s, Slot::Reading { .. })).count();
+        open.files += reading(&slots);
         open.nodes += slots.len();
         open.queue.push_back(OpenDir { key, slots, ready_upto: 0, parent });
         while let Some(front) = self.open.queue.front_mut()
@@ -132,6 +137,7 @@ impl Archiver<'_, '_> {
     /// Finishes the oldest open folder: takes its files' outcomes and stores its tree.
     fn finish_open_dir(&mut self) -> Result<()> {
         let Some(dir) = self.open.queue.pop_front() else { return Err(internal("no open folder to finish")) };
+        self.open.files -= reading(&dir.slots);
         self.open.nodes -= dir.slots.len();
         let mut nodes = Vec::with_capacity(dir.slots.len());
         for slot in dir.slots {
@@ -197,7 +203,6 @@ impl Archiver<'_, '_> {
             }
             Slot::Reading { node, pending, path, changed } => (node, pending, path, changed),
         };
-        self.open.files = self.open.files.saturating_sub(1);
         match pending.wait() {
             FileOutcome::Stored { content, size } => {
                 node.size = size;
