@@ -1,0 +1,234 @@
+//! The archiver's tests: backups of real temporary folders into in-memory repositories.
+
+use super::*;
+use crate::backend::testing::FailingPuts;
+use crate::backend::{Backend, StoreBackend};
+use crate::error::ObjectKind;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+fn source(n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let data: Vec<u8> = (0..300_000u64).map(|j| ((j * 7919 + i * 104_729) % 251) as u8 ^ (j >> 9) as u8).collect();
+        std::fs::write(dir.path().join(format!("f{i}")), data).unwrap();
+    }
+    dir
+}
+
+fn opts(dir: &Path) -> BackupOptions {
+    BackupOptions { paths: vec![dir.to_path_buf()], host: "h".into(), ..Default::default() }
+}
+
+/// A backup whose storage fails part-way writes no snapshot, indexes only stored packs, and
+/// the next backup on the same storage succeeds and checks clean.
+#[test]
+fn failed_uploads_leave_a_consistent_repository() {
+    let base: Arc<dyn Backend> = Arc::new(StoreBackend::memory().unwrap());
+    let t = crate::repo::testing::repo_on(base.clone());
+    let src = source(8);
+    let failing: Arc<dyn Backend> =
+        Arc::new(FailingPuts { inner: base.clone(), fail_from: 3, count: AtomicUsize::new(0) });
+    let mut broken = Repository::open(failing, "memory", b"test").unwrap();
+    broken.load_index(t.cache.path()).unwrap();
+    assert!(backup(&broken, &opts(src.path())).is_err());
+    drop(broken);
+    assert!(t.repo.list_ids(ObjectKind::Snapshot).unwrap().is_empty());
+    let stored: std::collections::HashSet<String> = base.list("packs").unwrap().into_iter().map(|l| l.name).collect();
+    for id in t.repo.list_ids(ObjectKind::Index).unwrap() {
+        for p in t.repo.load_index_file(&crate::id::IndexId(id)).unwrap().packs {
+            assert!(stored.contains(&p.id.to_hex()), "index names a pack that is not stored");
+        }
+    }
+    let mut repo = Repository::open(base, "memory", b"test").unwrap();
+    repo.load_index(t.cache.path()).unwrap();
+    let (_, snap, _) = backup(&repo, &opts(src.path())).unwrap();
+    assert_eq!(snap.summary.files_new, 8);
+    let report = crate::checker::check(
+        &repo,
+        &crate::checker::CheckOptions { read_data: true, ..Default::default() },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let t = crate::repo::testing::memory_repo();
+    let src = source(3);
+    let (id, first, _) = backup(&t.repo, &opts(src.path())).unwrap();
+    assert_eq!(first.summary.files_new, 3);
+    let o = BackupOptions { parent: Some((id, first.tree)), ..opts(src.path()) };
+    let (_, second, _) = backup(&t.repo, &o).unwrap();
+    // Only trees may be new (the temporary folder's parents change as other tests run).
+    assert_eq!((second.summary.files_unchanged, second.summary.bytes_read), (3, 0));
+}
+
+/// Folders, small (read while scanning) and large (read by a reader task, streamed past
+/// the largest chunk) files, an excluded file.
+fn tree_source() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["a", "a/b", "a/b/c", "d", "e"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let data = |n: usize, salt: u64| -> Vec<u8> {
+        (0..n as u64).map(|j| ((j * 7919 + salt * 104_729) % 251) as u8 ^ (j >> 11) as u8).collect()
+    };
+    let files = [("a/x", 10), ("a/b/y", 300_000), ("a/b/c/z", 5_000_000), ("d/w", 0), ("e/v", 100), ("top", 1)];
+    for (i, (name, len)) in files.iter().enumerate() {
+        std::fs::write(dir.path().join(name), data(*len, i as u64)).unwrap();
+    }
+    std::fs::write(dir.path().join("d/skip.tmp"), b"excluded").unwrap();
+    dir
+}
+
+/// The tree id of the folder at `path` (components below the snapshot's root).
+fn subtree(repo: &Repository, tree: &BlobId, path: &[&str]) -> BlobId {
+    let mut id = *tree;
+    for d in path {
+        let t = repo.load_tree(&id).unwrap();
+        let NodeKind::Dir { subtree } = &t.find(d.as_bytes()).unwrap().kind else { panic!("not a dir") };
+        id = *subtree;
+    }
+    id
+}
+
+fn file_content(repo: &Repository, tree: &BlobId, path: &[&str]) -> Vec<u8> {
+    let (last, dirs) = path.split_last().unwrap();
+    let mut t = repo.load_tree(tree).unwrap();
+    for d in dirs {
+        let NodeKind::Dir { subtree } = &t.find(d.as_bytes()).unwrap().kind else { panic!("not a dir") };
+        t = repo.load_tree(subtree).unwrap();
+    }
+    let NodeKind::File { content } = &t.find(last.as_bytes()).unwrap().kind else { panic!("not a file") };
+    content.iter().flat_map(|id| repo.read_blob(BlobType::Data, id).unwrap()).collect()
+}
+
+/// Trees do not depend on which reader finished first, unchanged files are recognised
+/// through scanned folders, and a changed file is read again.
+#[test]
+fn parallel_walk_is_deterministic_and_detects_changes() {
+    let t = crate::repo::testing::memory_repo();
+    let src = tree_source();
+    let o = BackupOptions { excludes: vec!["*.tmp".into()], ..opts(src.path()) };
+    let (id, first, _) = backup(&t.repo, &o).unwrap();
+    assert_eq!((first.summary.files_new, first.summary.dirs), (6, 6));
+    let (_, again, _) = backup(&t.repo, &o).unwrap();
+    // The source's own tree (the temporary folder's parents change as other tests run).
+    let root: Vec<&str> = src.path().iter().skip(1).map(|c| c.to_str().unwrap()).collect();
+    let first_src = subtree(&t.repo, &first.tree, &root);
+    assert_eq!(subtree(&t.repo, &again.tree, &root), first_src);
+    let path = |rel: &[&'static str]| -> Vec<&str> { root.iter().copied().chain(rel.iter().copied()).collect() };
+    assert_eq!(file_content(&t.repo, &first.tree, &path(&["a", "b", "c", "z"])).len(), 5_000_000);
+    assert_eq!(file_content(&t.repo, &first.tree, &path(&["a", "x"])), std::fs::read(src.path().join("a/x")).unwrap());
+    let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o.clone() };
+    let (_, same, _) = backup(&t.repo, &with_parent).unwrap();
+    assert_eq!((same.summary.files_unchanged, same.summary.bytes_read), (6, 0));
+    assert_eq!(subtree(&t.repo, &same.tree, &root), first_src);
+    std::fs::write(src.path().join("a/b/y"), b"changed").unwrap();
+    let (_, changed, _) = backup(&t.repo, &with_parent).unwrap();
+    assert_eq!((changed.summary.files_changed, changed.summary.files_unchanged), (1, 5));
+    assert_eq!(file_content(&t.repo, &changed.tree, &path(&["a", "b", "y"])), b"changed");
+}
+
+/// A folder large enough to be stat'ed on several threads keeps every entry with its own
+/// metadata, in name order, without the excluded ones; a changed file among them is found.
+#[test]
+fn a_large_folder_is_scanned_whole_and_in_order() {
+    let t = crate::repo::testing::memory_repo();
+    let src = tempfile::tempdir().unwrap();
+    let n = super::scan::PARALLEL_STAT_MIN + 500;
+    for i in 0..n {
+        let name = if i % 100 == 7 { format!("f{i:05}.tmp") } else { format!("f{i:05}") };
+        std::fs::write(src.path().join(name), vec![b'a'; i % 13]).unwrap();
+    }
+    let o = BackupOptions { excludes: vec!["*.tmp".into()], ..opts(src.path()) };
+    let (id, first, _) = backup(&t.repo, &o).unwrap();
+    let kept = n - n.div_ceil(100);
+    assert_eq!(first.summary.files_new, kept as u64);
+    let root: Vec<&str> = src.path().iter().skip(1).map(|c| c.to_str().unwrap()).collect();
+    let tree = t.repo.load_tree(&subtree(&t.repo, &first.tree, &root)).unwrap();
+    let names: Vec<String> = tree.nodes.iter().map(|n| String::from_utf8(n.name.clone()).unwrap()).collect();
+    let want: Vec<String> = (0..n).filter(|i| i % 100 != 7).map(|i| format!("f{i:05}")).collect();
+    assert_eq!(names, want);
+    for node in &tree.nodes {
+        let i: usize = std::str::from_utf8(&node.name[1..]).unwrap().parse().unwrap();
+        assert_eq!(node.size, (i % 13) as u64, "{i}");
+    }
+    std::fs::write(src.path().join("f01234"), b"changed, and longer").unwrap();
+    let with_parent = BackupOptions { parent: Some((id, first.tree)), ..o };
+    let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
+    assert_eq!((again.summary.files_changed, again.summary.files_unchanged), (1, kept as u64 - 1));
+}
+
+/// The walk goes on past folders whose files are still being read, and finishes them in
+/// post order: every file lands in its own folder with its own content, and an unchanged
+/// second backup yields the same root tree.
+#[test]
+fn folders_finished_after_the_walk_moved_on_keep_their_files() {
+    let t = crate::repo::testing::memory_repo();
+    let src = tempfile::tempdir().unwrap();
+    let big = |seed: u8, len: usize| (0..len).map(|i| (i as u8).wrapping_mul(seed) ^ seed).collect::<Vec<u8>>();
+    let mut files = Vec::new();
+    for (d, dir) in ["a", "a/x", "a/x/y", "b", "c/z", "d"].iter().enumerate() {
+        std::fs::create_dir_all(src.path().join(dir)).unwrap();
+        for f in 0..3u8 {
+            let len = if f == 1 { 100 } else { 300_000 + 70_000 * usize::from(f) + d * 1000 };
+            let path = format!("{dir}/f{f}");
+            let data = big(d as u8 * 3 + f + 1, len);
+            std::fs::write(src.path().join(&path), &data).unwrap();
+            files.push((path, data));
+        }
+    }
+    let (id, first, _) = backup(&t.repo, &opts(src.path())).unwrap();
+    assert_eq!(first.summary.files_new, files.len() as u64);
+    let root: Vec<String> = src.path().iter().skip(1).map(|c| c.to_str().unwrap().to_string()).collect();
+    for (path, data) in &files {
+        let mut at: Vec<&str> = root.iter().map(String::as_str).collect();
+        at.extend(path.split('/'));
+        assert!(file_content(&t.repo, &first.tree, &at) == *data, "{path}");
+    }
+    let with_parent = BackupOptions { parent: Some((id, first.tree)), ..opts(src.path()) };
+    let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
+    assert_eq!(again.tree, first.tree);
+    assert_eq!(again.summary.files_unchanged, files.len() as u64);
+}
+
+/// Trees are packed apart from file data (the next backup loads them all).
+#[test]
+fn trees_and_data_go_into_separate_packs() {
+    let t = crate::repo::testing::memory_repo();
+    let src = tempfile::tempdir().unwrap();
+    for d in ["a", "a/b", "c"] {
+        std::fs::create_dir_all(src.path().join(d)).unwrap();
+        std::fs::write(src.path().join(d).join("f"), d.repeat(1000)).unwrap();
+    }
+    backup(&t.repo, &opts(src.path())).unwrap();
+    let mut kinds = Vec::new();
+    for id in t.repo.list_ids(crate::error::ObjectKind::Index).unwrap() {
+        for pack in t.repo.load_index_file(&crate::id::IndexId(id)).unwrap().packs {
+            let mut here: Vec<BlobType> = pack.blobs.iter().map(|b| b.kind).collect();
+            here.dedup();
+            assert_eq!(here.len(), 1, "pack {} mixes kinds", pack.id.short());
+            kinds.push(here[0]);
+        }
+    }
+    kinds.sort_by_key(|k| k.to_byte());
+    kinds.dedup();
+    assert_eq!(kinds, vec![BlobType::Data, BlobType::Tree]);
+}
+
+/// A stream hashed in batches by the readers keeps its chunks in order.
+#[test]
+fn streamed_input_keeps_chunk_order() {
+    let t = crate::repo::testing::memory_repo();
+    let input = StreamInput {
+        name: "seq.txt".into(),
+        source: stream::StreamSource::Command(vec!["seq".into(), "1".into(), "400000".into()]),
+    };
+    let o = BackupOptions { inputs: vec![input], host: "h".into(), ..Default::default() };
+    let (_, snap, _) = backup(&t.repo, &o).unwrap();
+    let expected = std::process::Command::new("seq").args(["1", "400000"]).output().unwrap().stdout;
+    assert_eq!(file_content(&t.repo, &snap.tree, &["seq.txt"]), expected);
+}
