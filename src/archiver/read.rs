@@ -13,7 +13,7 @@
 //! are then only unreferenced blobs, never part of a snapshot.
 
 use super::pipeline::{BATCH_BYTES, Budget, Job, Submitter, internal};
-use super::scan::{Excludes, Indexed, Scan, Scanned, Todo, scan_dir, unreadable};
+use super::scan::{Excludes, Indexed, Prefetch, Scan, Scanned, Todo, scan_dir, unreadable};
 use crate::blob::BlobType;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
@@ -174,7 +174,7 @@ impl<'scope> Readers<'scope> {
             .map(|_| {
                 let (rx, ahead_rx, sub, cancel) = (rx.clone(), ahead_rx.clone(), sub.clone(), cancel.clone());
                 let ahead = ahead.clone();
-                let ctx = Context { repo, excludes, indexed, chunker };
+                let ctx = Context { repo, excludes, indexed, chunker, readers: budget.readers.max(1) };
                 scope.spawn(move || {
                     // After a cancel the queued tasks are dropped unrun (their walker is gone).
                     while let Some(task) = next_task(&rx, &ahead_rx) {
@@ -254,6 +254,8 @@ struct Context<'env> {
     excludes: &'env Excludes,
     indexed: Indexed<'env>,
     chunker: Chunker,
+    /// Reader threads in all (they share the budget of files opened ahead).
+    readers: usize,
 }
 
 impl Context<'_> {
@@ -279,10 +281,11 @@ impl Context<'_> {
                 // Single-chunk files are read right here: handing each to its own task would
                 // cost more in thread hand-overs than reading it.
                 let limit = u64::from(self.chunker.params.min);
-                let mut small = |path: &Path, size: u64| {
-                    (size <= limit).then(|| read_file(path, size, sub, self.chunker, cancel, &mut batch))
+                let mut small = |path: &Path, size: u64, opened: Option<std::fs::File>| {
+                    (size <= limit).then(|| read_opened(path, opened, size, sub, self.chunker, cancel, &mut batch))
                 };
-                let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), self.indexed, &mut small);
+                let prefetch = Prefetch::new(limit, self.readers);
+                let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), self.indexed, prefetch, &mut small);
                 let scan = scan.and_then(|mut scan| {
                     batch.flush(sub)?;
                     scan.slot = slot;
@@ -331,7 +334,20 @@ pub(super) fn read_file(
     cancel: &AtomicBool,
     batch: &mut Batch,
 ) -> FileOutcome {
-    let file = match std::fs::File::open(path) {
+    read_opened(path, None, size, sub, chunker, cancel, batch)
+}
+
+/// [`read_file`] from the file at `path` already opened, if `opened` is given.
+fn read_opened(
+    path: &Path,
+    opened: Option<std::fs::File>,
+    size: u64,
+    sub: &Submitter<'_>,
+    chunker: Chunker,
+    cancel: &AtomicBool,
+    batch: &mut Batch,
+) -> FileOutcome {
+    let file = match opened.map_or_else(|| std::fs::File::open(path), Ok) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileOutcome::Vanished,
         Err(source) => return FileOutcome::Failed(unreadable(path, source)),

@@ -90,8 +90,81 @@ pub(super) struct Scan {
     pub slot: Option<AheadSlot>,
 }
 
-/// Reads a changed file during the scan if it is small enough (`None` if not).
-pub(super) type ReadSmall<'a> = dyn FnMut(&Path, u64) -> Option<FileOutcome> + 'a;
+/// Reads a changed file during the scan if it is small enough (`None` if not), from the file
+/// already opened for it if there is one.
+pub(super) type ReadSmall<'a> = dyn FnMut(&Path, u64, Option<std::fs::File>) -> Option<FileOutcome> + 'a;
+
+/// Small files a scan is about to read are opened up to this many ahead of the one being read...
+pub(super) const PREFETCH: usize = 32;
+/// ... and all scans together hold at most this many such files open (a quarter of the usual
+/// limit of 1,024 open files), so the reads themselves never run out of file descriptors.
+pub(super) const PREFETCH_TOTAL: usize = 256;
+
+/// The small changed files of a folder, opened a few ([`PREFETCH`]) ahead of the scan with
+/// the kernel asked to read them in (`posix_fadvise(WILLNEED)`). A scan reads its small files
+/// one after another; on a cold cache (a nightly backup, or pages the host has reclaimed) each
+/// read waited for its own disk request (15,000 waits of about 0.1 ms per reader in a first
+/// backup of the benchmark tree after `drop_caches`). Opened this way, several requests are in
+/// flight at once: that backup went from 4.9-5.3 s to 3.4-3.5 s. Only a hint: a file that
+/// cannot be opened here is opened again, and its error reported, by the read.
+pub(super) struct Prefetch {
+    /// Files up to this size are read during the scan; larger ones are not prefetched.
+    limit: u64,
+    /// Files held open ahead at most.
+    window: usize,
+    /// Entries looked at so far, and the files opened among them not yet taken.
+    looked: usize,
+    open: std::collections::VecDeque<(usize, std::fs::File)>,
+}
+
+impl Prefetch {
+    /// For one of `readers` threads that read files up to `limit` bytes while scanning.
+    pub(super) fn new(limit: u64, readers: usize) -> Prefetch {
+        let window = (PREFETCH_TOTAL / readers.max(1)).clamp(1, PREFETCH);
+        Prefetch { limit, window, looked: 0, open: Default::default() }
+    }
+
+    /// Opens the small files to be read among the entries before `upto`.
+    fn fill(
+        &mut self,
+        dir: rustix::fd::BorrowedFd<'_>,
+        kept: &[(Vec<u8>, PathBuf)],
+        stats: &[rustix::io::Result<Stat>],
+        parent: Option<&Tree>,
+        upto: usize,
+    ) {
+        while self.looked < upto.min(kept.len()) && self.open.len() < self.window {
+            let i = self.looked;
+            self.looked += 1;
+            let Some(Ok(st)) = stats.get(i) else { continue };
+            let size = u64::try_from(st.st_size).unwrap_or(u64::MAX);
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || size == 0 || size > self.limit {
+                continue;
+            }
+            let name = &kept[i].0;
+            if parent.and_then(|t| t.find(name)).is_some_and(|old| same_stat(old, st)) {
+                continue;
+            }
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+            let Ok(fd) = rustix::fs::openat(dir, std::ffi::OsStr::from_bytes(name), flags, Mode::empty()) else {
+                continue;
+            };
+            let _ = rustix::fs::fadvise(&fd, 0, std::num::NonZeroU64::new(size), rustix::fs::Advice::WillNeed);
+            self.open.push_back((i, std::fs::File::from(fd)));
+        }
+    }
+
+    /// The file opened for entry `i`, if any (entries are taken in order).
+    fn take(&mut self, i: usize) -> Option<std::fs::File> {
+        while self.open.front().is_some_and(|(j, _)| *j < i) {
+            self.open.pop_front();
+        }
+        match self.open.front() {
+            Some((j, _)) if *j == i => self.open.pop_front().map(|(_, f)| f),
+            _ => None,
+        }
+    }
+}
 
 /// How a scan makes sure an unchanged file's blobs are still in the index.
 #[derive(Clone, Copy)]
@@ -110,6 +183,7 @@ pub(super) fn scan_dir(
     path: &Path,
     old: Option<&BlobId>,
     indexed: Indexed<'_>,
+    mut prefetch: Prefetch,
     small: &mut ReadSmall<'_>,
 ) -> Result<Scan> {
     // The folder is opened once, listed, and its entries are stat'ed relative to it: one path
@@ -143,9 +217,12 @@ pub(super) fn scan_dir(
     let stats = stat_all(dir, &kept);
     let mut entries = Vec::with_capacity(kept.len());
     let mut reused = Vec::new();
-    for ((name, child), stat) in kept.into_iter().zip(stats) {
-        let old = parent.as_ref().and_then(|(_, t)| t.find(&name));
-        let entry = scan_entry(repo, child, &name, old, Some(&gone), small, stat)?;
+    for (i, ((name, child), stat)) in kept.iter().zip(&stats).enumerate() {
+        prefetch.fill(dir, &kept, &stats, parent.as_ref().map(|(_, t)| t), i + prefetch.window);
+        let mut opened = prefetch.take(i);
+        let mut read = |path: &Path, size: u64| small(path, size, opened.take());
+        let old = parent.as_ref().and_then(|(_, t)| t.find(name));
+        let entry = scan_entry(repo, child.clone(), name, old, Some(&gone), &mut read, *stat)?;
         if let Ok(Scanned { todo: Todo::Unchanged, node, .. }) = &entry
             && let NodeKind::File { content } = &node.kind
             && content.len() <= FOLDER_BATCH
@@ -236,7 +313,7 @@ pub(super) fn scan_entry(
     name: &[u8],
     old: Option<&Node>,
     gone: Option<&HashSet<BlobId>>,
-    small: &mut ReadSmall<'_>,
+    small: &mut dyn FnMut(&Path, u64) -> Option<FileOutcome>,
     stat: rustix::io::Result<Stat>,
 ) -> Result<std::result::Result<Scanned, PathBuf>> {
     let st = match stat {
@@ -306,6 +383,15 @@ pub(super) fn node_from_stat(name: &[u8], st: &Stat) -> Node {
     }
 }
 
+/// [`same_metadata`] of `old` and the node [`node_from_stat`] would make of `st`, without
+/// making it.
+fn same_stat(old: &Node, st: &Stat) -> bool {
+    old.size == u64::try_from(st.st_size).unwrap_or(0)
+        && old.mtime == stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec))
+        && old.ctime == stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec))
+        && old.inode == u64_of(st.st_ino)
+}
+
 fn stamp(secs: i64, nanos: i64) -> Timestamp {
     Timestamp { secs, nanos: nanos.clamp(0, 999_999_999) as u32 }
 }
@@ -333,6 +419,11 @@ fn unindexed(repo: &Repository, tree: &Tree) -> Result<HashSet<BlobId>> {
     Ok(ids.into_iter().zip(found).filter(|(_, e)| e.is_none()).map(|(id, _)| id).collect())
 }
 
+/// Size, mtime, ctime and inode: what says a file was not changed since `old` was taken.
+fn same_metadata(old: &Node, now: &Node) -> bool {
+    old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode
+}
+
 /// The parent's node if the file is unchanged and all its blobs are still in the index.
 fn unchanged<'a>(
     repo: &Repository,
@@ -342,8 +433,7 @@ fn unchanged<'a>(
 ) -> Result<Option<&'a Node>> {
     let Some(old) = old else { return Ok(None) };
     let NodeKind::File { content } = &old.kind else { return Ok(None) };
-    let same = old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode;
-    if !same {
+    if !same_metadata(old, now) {
         return Ok(None);
     }
     let all_indexed = match gone {
@@ -377,4 +467,50 @@ fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    /// Only small, non-empty regular files that differ from the parent are opened ahead, never
+    /// more than the window at once, and each comes back for its own entry.
+    #[test]
+    fn prefetch_opens_only_small_changed_files_within_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a", "b-big", "c-empty", "d-link", "e", "f-same", "g", "h"];
+        for n in names {
+            let p = dir.path().join(n);
+            match n {
+                "b-big" => std::fs::write(&p, vec![1u8; 5000]).unwrap(),
+                "c-empty" => std::fs::write(&p, b"").unwrap(),
+                "d-link" => std::os::unix::fs::symlink("a", &p).unwrap(),
+                _ => std::fs::write(&p, n.as_bytes()).unwrap(),
+            }
+        }
+        let kept: Vec<(Vec<u8>, PathBuf)> = names.iter().map(|n| (n.as_bytes().to_vec(), dir.path().join(n))).collect();
+        let fd = rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let stats = stat_all(fd.as_fd(), &kept);
+        // A parent tree in which "f-same" is unchanged.
+        let same = node_from_stat(b"f-same", stats[5].as_ref().unwrap());
+        let parent = Tree { nodes: vec![Node { kind: NodeKind::File { content: vec![] }, ..same }] };
+        // 1,000 readers share the budget: each may hold one file open ahead.
+        let mut p = Prefetch::new(1000, 1000);
+        assert_eq!(p.window, 1);
+        let mut got = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            p.fill(fd.as_fd(), &kept, &stats, Some(&parent), i + 4);
+            assert!(p.open.len() <= 1);
+            if let Some(mut f) = p.take(i) {
+                let mut s = String::new();
+                f.read_to_string(&mut s).unwrap();
+                got.push((*name, s));
+            }
+        }
+        let want: Vec<(&str, String)> = ["a", "e", "g", "h"].iter().map(|n| (*n, n.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(Prefetch::new(1000, 2).window, PREFETCH);
+    }
 }

@@ -232,3 +232,43 @@ fn streamed_input_keeps_chunk_order() {
     let expected = std::process::Command::new("seq").args(["1", "400000"]).output().unwrap().stdout;
     assert_eq!(file_content(&t.repo, &snap.tree, &["seq.txt"]), expected);
 }
+
+/// A folder of more small files than the scan opens ahead (`scan::PREFETCH`), among larger
+/// files, symlinks and empty files: every small file's content is the file's, in a first
+/// backup and in one after some of them changed (only those are read again).
+#[test]
+fn small_files_opened_ahead_keep_their_own_content() {
+    let t = crate::repo::testing::memory_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let body = |i: usize, round: u8| format!("file {i} round {round} ").repeat(i % 7 + 1).into_bytes();
+    for i in 0..100 {
+        let p = dir.path().join(format!("s{i:03}"));
+        match i % 10 {
+            3 => std::fs::write(&p, b"").unwrap(),
+            5 => std::os::unix::fs::symlink(format!("s{:03}", i - 1), &p).unwrap(),
+            7 => std::fs::write(&p, vec![i as u8; 300_000]).unwrap(),
+            _ => std::fs::write(&p, body(i, 0)).unwrap(),
+        }
+    }
+    let (id, first, _) = backup(&t.repo, &opts(dir.path())).unwrap();
+    let root: Vec<String> = dir.path().iter().skip(1).map(|c| c.to_str().unwrap().to_string()).collect();
+    let path = |i: usize| -> Vec<String> { root.iter().cloned().chain([format!("s{i:03}")]).collect() };
+    let content = |tree: &BlobId, i: usize| {
+        let p = path(i);
+        file_content(&t.repo, tree, &p.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    for i in (0..100).filter(|i| ![3, 5, 7].contains(&(i % 10))) {
+        assert_eq!(content(&first.tree, i), body(i, 0), "file {i}");
+    }
+    for i in (0..100).filter(|i| i % 10 == 1) {
+        std::fs::write(dir.path().join(format!("s{i:03}")), body(i, 1)).unwrap();
+    }
+    let o = BackupOptions { parent: Some((id, first.tree)), ..opts(dir.path()) };
+    let (_, second, _) = backup(&t.repo, &o).unwrap();
+    assert_eq!(second.summary.files_changed, 10);
+    for i in (0..100).filter(|i| ![3, 5, 7].contains(&(i % 10))) {
+        let round = if i % 10 == 1 { 1 } else { 0 };
+        assert_eq!(content(&second.tree, i), body(i, round), "file {i}");
+    }
+    assert_eq!(content(&second.tree, 7), vec![7u8; 300_000]);
+}
