@@ -115,13 +115,15 @@ pub(super) struct Prefetch {
     /// Entries looked at so far, and the files opened among them not yet taken.
     looked: usize,
     open: std::collections::VecDeque<(usize, std::fs::File)>,
+    /// Where the parent tree's nodes (sorted by name, as the entries are) were left off.
+    parent_at: usize,
 }
 
 impl Prefetch {
     /// For one of `readers` threads that read files up to `limit` bytes while scanning.
     pub(super) fn new(limit: u64, readers: usize) -> Prefetch {
         let window = (PREFETCH_TOTAL / readers.max(1)).clamp(1, PREFETCH);
-        Prefetch { limit, window, looked: 0, open: Default::default() }
+        Prefetch { limit, window, looked: 0, open: Default::default(), parent_at: 0 }
     }
 
     /// Opens the small files to be read among the entries before `upto`.
@@ -142,8 +144,14 @@ impl Prefetch {
                 continue;
             }
             let name = &kept[i].0;
-            if parent.and_then(|t| t.find(name)).is_some_and(|old| same_stat(old, st)) {
-                continue;
+            if let Some(nodes) = parent.map(|t| &t.nodes) {
+                // Entries come in name order: the parent's node, if any, is at or after the last.
+                while nodes.get(self.parent_at).is_some_and(|n| n.name < *name) {
+                    self.parent_at += 1;
+                }
+                if nodes.get(self.parent_at).is_some_and(|old| old.name == *name && same_stat(old, st)) {
+                    continue;
+                }
             }
             let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
             let Ok(fd) = rustix::fs::openat(dir, std::ffi::OsStr::from_bytes(name), flags, Mode::empty()) else {
@@ -206,7 +214,7 @@ pub(super) fn scan_dir(
         (Some((_, tree)), Indexed::Ask) => unindexed(repo, tree)?,
         _ => HashSet::new(),
     };
-    let kept: Vec<(Vec<u8>, PathBuf)> = names
+    let mut kept: Vec<(Vec<u8>, PathBuf)> = names
         .into_iter()
         .map(|name| {
             let child = path.join(std::ffi::OsStr::from_bytes(&name));
@@ -217,12 +225,15 @@ pub(super) fn scan_dir(
     let stats = stat_all(dir, &kept);
     let mut entries = Vec::with_capacity(kept.len());
     let mut reused = Vec::new();
-    for (i, ((name, child), stat)) in kept.iter().zip(&stats).enumerate() {
+    for (i, stat) in stats.iter().enumerate() {
         prefetch.fill(dir, &kept, &stats, parent.as_ref().map(|(_, t)| t), i + prefetch.window);
         let mut opened = prefetch.take(i);
         let mut read = |path: &Path, size: u64| small(path, size, opened.take());
+        // The path moves out (the prefetch looks only at names, and only ahead of `i`).
+        let child = std::mem::take(&mut kept[i].1);
+        let name = &kept[i].0;
         let old = parent.as_ref().and_then(|(_, t)| t.find(name));
-        let entry = scan_entry(repo, child.clone(), name, old, Some(&gone), &mut read, *stat)?;
+        let entry = scan_entry(repo, child, name, old, Some(&gone), &mut read, *stat)?;
         if let Ok(Scanned { todo: Todo::Unchanged, node, .. }) = &entry
             && let NodeKind::File { content } = &node.kind
             && content.len() <= FOLDER_BATCH
