@@ -264,7 +264,7 @@ impl Context<'_> {
         match task {
             Task::File { path, size, reply } => {
                 let mut batch = Batch::default();
-                let outcome = match read_file(&path, size, sub, self.chunker, cancel, &mut batch) {
+                let outcome = match read_file(&path, None, size, sub, self.chunker, cancel, &mut batch) {
                     FileOutcome::Stored { content, size } => match batch.flush(sub) {
                         Ok(()) => FileOutcome::Stored { content, size },
                         Err(e) => FileOutcome::Failed(e),
@@ -282,7 +282,7 @@ impl Context<'_> {
                 // cost more in thread hand-overs than reading it.
                 let limit = u64::from(self.chunker.params.min);
                 let mut small = |path: &Path, size: u64, opened: Option<std::fs::File>| {
-                    (size <= limit).then(|| read_opened(path, opened, size, sub, self.chunker, cancel, &mut batch))
+                    (size <= limit).then(|| read_file(path, opened, size, sub, self.chunker, cancel, &mut batch))
                 };
                 let prefetch = Prefetch::new(limit, self.readers);
                 let scan = scan_dir(self.repo, self.excludes, &path, old.as_ref(), self.indexed, prefetch, &mut small);
@@ -325,20 +325,9 @@ impl Batch {
     }
 }
 
-/// Reads, chunks and stores one file; its new blobs go into `batch`, which the caller flushes.
+/// Reads, chunks and stores one file (from `opened` if the caller already opened it); its new
+/// blobs go into `batch`, which the caller flushes.
 pub(super) fn read_file(
-    path: &Path,
-    size: u64,
-    sub: &Submitter<'_>,
-    chunker: Chunker,
-    cancel: &AtomicBool,
-    batch: &mut Batch,
-) -> FileOutcome {
-    read_opened(path, None, size, sub, chunker, cancel, batch)
-}
-
-/// [`read_file`] from the file at `path` already opened, if `opened` is given.
-fn read_opened(
     path: &Path,
     opened: Option<std::fs::File>,
     size: u64,
