@@ -149,7 +149,10 @@ impl Prefetch {
                 while nodes.get(self.parent_at).is_some_and(|n| n.name < *name) {
                     self.parent_at += 1;
                 }
-                if nodes.get(self.parent_at).is_some_and(|old| old.name == *name && same_stat(old, st)) {
+                if nodes
+                    .get(self.parent_at)
+                    .is_some_and(|old| old.name == *name && ChangeKey::of_node(old) == ChangeKey::of_stat(st))
+                {
                     continue;
                 }
             }
@@ -378,29 +381,47 @@ pub(super) fn scan_entry(
 /// The fields of `lstat` a node keeps, with a placeholder kind and no xattrs.
 pub(super) fn node_from_stat(name: &[u8], st: &Stat) -> Node {
     let is_file = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+    let key = ChangeKey::of_stat(st);
     Node {
         name: name.to_vec(),
         kind: NodeKind::Fifo,
         mode: st.st_mode,
         uid: st.st_uid,
         gid: st.st_gid,
-        size: if is_file { u64::try_from(st.st_size).unwrap_or(0) } else { 0 },
-        mtime: stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec)),
-        ctime: stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec)),
-        inode: u64_of(st.st_ino),
+        size: if is_file { key.size } else { 0 },
+        mtime: key.mtime,
+        ctime: key.ctime,
+        inode: key.inode,
         device: u64_of(st.st_dev),
         links: u64_of(st.st_nlink),
         xattrs: Vec::new(),
     }
 }
 
-/// [`same_metadata`] of `old` and the node [`node_from_stat`] would make of `st`, without
-/// making it.
-fn same_stat(old: &Node, st: &Stat) -> bool {
-    old.size == u64::try_from(st.st_size).unwrap_or(0)
-        && old.mtime == stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec))
-        && old.ctime == stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec))
-        && old.inode == u64_of(st.st_ino)
+/// Size, mtime, ctime and inode: what says a regular file was not changed since a node of it
+/// was taken.
+#[derive(PartialEq, Eq)]
+struct ChangeKey {
+    size: u64,
+    mtime: Timestamp,
+    ctime: Timestamp,
+    inode: u64,
+}
+
+impl ChangeKey {
+    fn of_node(n: &Node) -> ChangeKey {
+        ChangeKey { size: n.size, mtime: n.mtime, ctime: n.ctime, inode: n.inode }
+    }
+
+    /// A regular file's, from its `lstat`: what [`node_from_stat`] keeps, without the node.
+    fn of_stat(st: &Stat) -> ChangeKey {
+        ChangeKey {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: stamp(i64_of(st.st_mtime), i64_of(st.st_mtime_nsec)),
+            ctime: stamp(i64_of(st.st_ctime), i64_of(st.st_ctime_nsec)),
+            inode: u64_of(st.st_ino),
+        }
+    }
 }
 
 fn stamp(secs: i64, nanos: i64) -> Timestamp {
@@ -430,11 +451,6 @@ fn unindexed(repo: &Repository, tree: &Tree) -> Result<HashSet<BlobId>> {
     Ok(ids.into_iter().zip(found).filter(|(_, e)| e.is_none()).map(|(id, _)| id).collect())
 }
 
-/// Size, mtime, ctime and inode: what says a file was not changed since `old` was taken.
-fn same_metadata(old: &Node, now: &Node) -> bool {
-    old.size == now.size && old.mtime == now.mtime && old.ctime == now.ctime && old.inode == now.inode
-}
-
 /// The parent's node if the file is unchanged and all its blobs are still in the index.
 fn unchanged<'a>(
     repo: &Repository,
@@ -444,7 +460,7 @@ fn unchanged<'a>(
 ) -> Result<Option<&'a Node>> {
     let Some(old) = old else { return Ok(None) };
     let NodeKind::File { content } = &old.kind else { return Ok(None) };
-    if !same_metadata(old, now) {
+    if ChangeKey::of_node(old) != ChangeKey::of_node(now) {
         return Ok(None);
     }
     let all_indexed = match gone {
