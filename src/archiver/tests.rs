@@ -233,7 +233,7 @@ fn streamed_input_keeps_chunk_order() {
     assert_eq!(file_content(&t.repo, &snap.tree, &["seq.txt"]), expected);
 }
 
-/// A folder of more small files than the scan opens ahead (`scan::PREFETCH`), among larger
+/// A folder of more small files than the scan opens ahead (`scan::prefetch::PREFETCH`), among larger
 /// files, symlinks and empty files: every small file's content is the file's, in a first
 /// backup and in one after some of them changed (only those are read again).
 #[test]
