@@ -124,6 +124,76 @@ pub fn open_blob(key: &MasterKey, kind: BlobType, id: &BlobId, sealed: &[u8]) ->
     Ok(plain)
 }
 
+thread_local! {
+    /// The decrypted body (tag byte and frame) of the last blob opened into a caller's buffer.
+    static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`open_blob`] into `out`, whose length is the plaintext length the index promised: the
+/// frame is decompressed straight into it and `out` is hashed there, so opening a blob
+/// allocates nothing. Errors if the blob's length differs from `out`'s; on any error `out`'s
+/// contents are unspecified and must not be used.
+pub fn open_blob_into(
+    key: &MasterKey,
+    kind: BlobType,
+    id: &BlobId,
+    sealed: &[u8],
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    BODY.with(|cell| {
+        let mut body = cell.borrow_mut();
+        let opened = key.open_to(&blob_aad(kind, id), sealed, &mut body).and_then(|()| decode_body_into(&body, out));
+        if body.capacity() > 8 << 20 {
+            *body = Vec::new();
+        }
+        opened
+    })?;
+    if key.blob_id(out) != *id {
+        return Err(FormatError::invalid("blob", "content does not hash to its id"));
+    }
+    Ok(())
+}
+
+fn wrong_length(has: u64, promised: usize) -> FormatError {
+    FormatError::invalid("blob", format!("has {has} bytes, the index says {promised}"))
+}
+
+fn decode_body_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+    let Some((&tag, payload)) = body.split_first() else {
+        return Err(FormatError::Truncated { needed: 1, available: 0 });
+    };
+    match tag {
+        RAW if payload.len() == out.len() => {
+            out.copy_from_slice(payload);
+            Ok(())
+        }
+        RAW => Err(wrong_length(payload.len() as u64, out.len())),
+        ZSTD => {
+            match zstd::zstd_safe::get_frame_content_size(payload) {
+                Ok(Some(size)) if size == out.len() as u64 => {}
+                Ok(Some(size)) => return Err(wrong_length(size, out.len())),
+                _ => return Err(FormatError::invalid("blob", "zstd frame without a content size")),
+            }
+            let written = DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new()?);
+                }
+                match slot.as_mut() {
+                    Some(d) => d.decompress_to_buffer(payload, &mut *out),
+                    None => zstd::bulk::decompress_to_buffer(payload, &mut *out),
+                }
+            });
+            match written {
+                Ok(n) if n == out.len() => Ok(()),
+                Ok(_) => Err(FormatError::invalid("blob", "zstd frame shorter than it claims")),
+                Err(e) => Err(FormatError::invalid("blob", format!("zstd: {e}"))),
+            }
+        }
+        other => Err(FormatError::invalid("blob", format!("unknown compression byte {other}"))),
+    }
+}
+
 fn decode_body(mut body: Vec<u8>) -> Result<Vec<u8>, FormatError> {
     let Some((&tag, payload)) = body.split_first() else {
         return Err(FormatError::Truncated { needed: 1, available: 0 });
@@ -165,6 +235,31 @@ mod tests {
             let id = key.blob_id(&data);
             let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
             prop_assert_eq!(open_blob(&key, BlobType::Data, &id, &sealed).unwrap(), data);
+        }
+
+        /// Opening into a buffer gives what opening into a new one does, raw or compressed; a
+        /// buffer of any other length, a flipped byte or another id is refused.
+        #[test]
+        fn open_into_matches_open(data in proptest::collection::vec(0u8..4, 0..20_000), noise: bool, flip: usize) {
+            let key = MasterKey::generate();
+            let data: Vec<u8> = if noise { data.iter().enumerate().map(|(i, b)| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3] ^ b).collect() } else { data };
+            let id = key.blob_id(&data);
+            let sealed = seal_blob(&key, BlobType::Data, &id, &data, 1);
+            let mut out = vec![0xAA; data.len()];
+            open_blob_into(&key, BlobType::Data, &id, &sealed, &mut out).unwrap();
+            prop_assert_eq!(&out, &data);
+            for len in [data.len() + 1, data.len().saturating_sub(1)] {
+                if len != data.len() {
+                    let mut out = vec![0; len];
+                    prop_assert!(open_blob_into(&key, BlobType::Data, &id, &sealed, &mut out).is_err());
+                }
+            }
+            let mut bad = sealed.clone();
+            let at = flip % bad.len();
+            bad[at] ^= 1;
+            prop_assert!(open_blob_into(&key, BlobType::Data, &id, &bad, &mut out).is_err());
+            let other = key.blob_id(b"other");
+            prop_assert!(open_blob_into(&key, BlobType::Data, &other, &sealed, &mut out).is_err());
         }
     }
 

@@ -96,6 +96,11 @@ impl MasterKey {
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
         open(&self.seal_key, aad, sealed)
     }
+
+    /// [`open`](Self::open) into `plain` (cleared first), reusing its allocation.
+    pub fn open_to(&self, aad: &[u8], sealed: &[u8], plain: &mut Vec<u8>) -> Result<(), FormatError> {
+        open_to(&self.seal_key, aad, sealed, plain)
+    }
 }
 
 /// `nonce[24] || ciphertext || tag[16]`, with a fresh random nonce.
@@ -141,19 +146,27 @@ fn unreachable_seal() -> ! {
 
 /// Opens what [`seal`] made; fails if a byte, the key or the associated data differ.
 pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let mut plain = Vec::new();
+    open_to(key, aad, sealed, &mut plain)?;
+    Ok(plain)
+}
+
+/// [`open`] into `plain`, which is cleared first; on failure it holds no plaintext (only
+/// ciphertext or nothing).
+pub fn open_to(key: &[u8; 32], aad: &[u8], sealed: &[u8], plain: &mut Vec<u8>) -> Result<(), FormatError> {
+    plain.clear();
     if sealed.len() < SEAL_OVERHEAD {
         return Err(FormatError::Truncated { needed: SEAL_OVERHEAD as u64, available: sealed.len() as u64 });
     }
     let cipher = XChaCha20Poly1305::new(key.into());
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = ciphertext.to_vec();
+    plain.extend_from_slice(ciphertext);
     let nonce = XNonce::try_from(nonce).map_err(|_| FormatError::Authentication)?;
     let tag = Tag::try_from(tag).map_err(|_| FormatError::Authentication)?;
     cipher
         .decrypt_inout_detached(&nonce, aad, plain.as_mut_slice().into(), &tag)
-        .map_err(|_| FormatError::Authentication)?;
-    Ok(plain)
+        .map_err(|_| FormatError::Authentication)
 }
 
 /// Argon2id parameters of a key object.

@@ -375,6 +375,19 @@ impl Repository {
         blob::open_blob(&self.key, kind, id, sealed).map_err(|e| blob_damaged(kind, id, &entry.pack, e))
     }
 
+    /// [`open_blob_at`](Self::open_blob_at) into `out`, which has the length the index
+    /// promised; `out` holds the verified plaintext only if this returns `Ok`.
+    pub fn open_blob_into(
+        &self,
+        kind: BlobType,
+        id: &BlobId,
+        entry: &IndexEntry,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        blob::open_blob_into(&self.key, kind, id, sealed, out).map_err(|e| blob_damaged(kind, id, &entry.pack, e))
+    }
+
     /// Reads one blob through the index.
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
         let entry = self

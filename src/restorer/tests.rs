@@ -423,4 +423,14 @@ fn dump_refuses_a_damaged_blob_before_writing_it() {
     let err = dump(f.repo(), &n, &mut out).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(out, b"first part;");
+    // Blobs after the damaged one, in its pack or another, are not written either.
+    let third = f.blob(BlobType::Data, b"third part");
+    f.flush(None);
+    for workers in [1, 2] {
+        let n = node(b"f", NodeKind::File { content: vec![first, second, first, third] }, 0o100644, (1, 0));
+        let mut out = Vec::new();
+        let err = dump::dump_from(f.repo(), f.repo(), &n, &mut out, workers).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert_eq!(out, b"first part;");
+    }
 }
