@@ -101,17 +101,28 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
-fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+/// Runs `f` with this thread's decompressor, made on first use.
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
         match slot.as_mut() {
-            Some(d) => d.decompress(payload, capacity),
-            None => zstd::bulk::decompress(payload, capacity),
+            Some(d) => f(d),
+            None => f(&mut zstd::bulk::Decompressor::new()?),
         }
     })
+}
+
+/// The plaintext length a stored zstd frame declares (cairn always writes it).
+fn frame_size(payload: &[u8]) -> Result<u64, FormatError> {
+    match zstd::zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(size)) => Ok(size),
+        _ => Err(FormatError::invalid("blob", "zstd frame without a content size")),
+    }
 }
 
 /// Authenticates, decompresses and re-hashes a sealed blob. Only bytes that pass come back.
@@ -169,22 +180,11 @@ fn decode_body_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         }
         RAW => Err(wrong_length(payload.len() as u64, out.len())),
         ZSTD => {
-            match zstd::zstd_safe::get_frame_content_size(payload) {
-                Ok(Some(size)) if size == out.len() as u64 => {}
-                Ok(Some(size)) => return Err(wrong_length(size, out.len())),
-                _ => return Err(FormatError::invalid("blob", "zstd frame without a content size")),
+            let size = frame_size(payload)?;
+            if size != out.len() as u64 {
+                return Err(wrong_length(size, out.len()));
             }
-            let written = DECOMPRESSOR.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new()?);
-                }
-                match slot.as_mut() {
-                    Some(d) => d.decompress_to_buffer(payload, &mut *out),
-                    None => zstd::bulk::decompress_to_buffer(payload, &mut *out),
-                }
-            });
-            match written {
+            match with_decompressor(|d| d.decompress_to_buffer(payload, &mut *out)) {
                 Ok(n) if n == out.len() => Ok(()),
                 Ok(_) => Err(FormatError::invalid("blob", "zstd frame shorter than it claims")),
                 Err(e) => Err(FormatError::invalid("blob", format!("zstd: {e}"))),
@@ -205,15 +205,13 @@ fn decode_body(mut body: Vec<u8>) -> Result<Vec<u8>, FormatError> {
             Ok(body)
         }
         ZSTD => {
-            let size = match zstd::zstd_safe::get_frame_content_size(payload) {
-                Ok(Some(size)) => size,
-                _ => return Err(FormatError::invalid("blob", "zstd frame without a content size")),
-            };
+            let size = frame_size(payload)?;
             if size > MAX_BLOB_LEN {
                 return Err(FormatError::TooLarge { what: "blob", size, limit: MAX_BLOB_LEN });
             }
             let cap = usize::try_from(size).map_err(|_| FormatError::invalid("blob", "size"))?;
-            let out = decompress(payload, cap).map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
+            let out = with_decompressor(|d| d.decompress(payload, cap))
+                .map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
             if out.len() != cap {
                 return Err(FormatError::invalid("blob", "zstd frame shorter than it claims"));
             }

@@ -62,18 +62,7 @@ pub(crate) trait PackSource: Sync {
     fn open_data(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>>;
     /// [`open_data`](Self::open_data) into `out`, whose length is the entry's plaintext length
     /// (a blob of another length is damaged); `out` holds verified bytes only on `Ok`.
-    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()> {
-        let plain = self.open_data(id, entry, sealed)?;
-        if plain.len() != out.len() {
-            let problem = crate::error::FormatError::invalid(
-                "blob",
-                format!("has {} bytes, the index says {}", plain.len(), out.len()),
-            );
-            return Err(crate::repo::blob_damaged(BlobType::Data, id, &entry.pack, problem));
-        }
-        out.copy_from_slice(&plain);
-        Ok(())
-    }
+    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()>;
 }
 
 impl TreeSource for Repository {

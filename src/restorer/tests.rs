@@ -320,6 +320,9 @@ impl PackSource for LosePack<'_> {
     fn open_data(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
         self.repo.open_data(id, entry, sealed)
     }
+    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()> {
+        self.repo.open_data_into(id, entry, sealed, out)
+    }
 }
 
 #[test]
