@@ -30,6 +30,7 @@ pub fn build_cache(dir: &std::path::Path, n: u64) -> IndexCache {
                     id: blob_id(b),
                     offset: (b % 1000) as u32 * 100,
                     length: 100,
+                    raw_offset: 0,
                     raw_length: 200,
                 })
                 .collect();

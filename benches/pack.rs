@@ -1,6 +1,6 @@
 //! Writing a 16 MiB pack of sealed 64 KiB blobs (header sealed and verified) and reading its header.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use cairn::blob::{BlobType, seal_blob};
+use cairn::blob::{BlobType, Sealing, seal_blob};
 use cairn::crypto::MasterKey;
 use cairn::pack::{PackWriter, read_header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -14,11 +14,11 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let data = common::random_bytes(i, 64 << 10);
             let id = key.blob_id(&data);
-            (id, seal_blob(&key, BlobType::Data, &id, &data, 3), data.len() as u32)
+            (id, seal_blob(&key, Sealing::Bundles, BlobType::Data, &id, &data, 3), data.len() as u32)
         })
         .collect();
     let build = || {
-        let mut w = PackWriter::new();
+        let mut w = PackWriter::new(Sealing::Bundles);
         for (id, sealed, raw) in &blobs {
             w.add(BlobType::Data, *id, sealed, *raw).unwrap();
         }

@@ -38,6 +38,7 @@ fn index_file(n: usize) -> IndexFile {
                 id: BlobId(Id::random()),
                 offset: i as u32 * 2_000,
                 length: 2_000,
+                raw_offset: 0,
                 raw_length: 4_096,
             })
             .collect();

@@ -1,16 +1,21 @@
-//! Blob encoding: compress, then seal with the blob's type and id as associated data.
+//! Blob encoding: blobs are compressed and sealed in *bundles*, the unit a pack stores.
 //!
-//! Sealed plaintext is `compression[1] || payload`: 0 = stored raw, 1 = one zstd frame that
-//! records its content size. Compression is kept only when it is smaller. Opening a blob
-//! authenticates it (so it cannot be swapped for another blob, or a tree for data), caps the
-//! decompressed size before allocating, and re-hashes the plaintext against the id.
+//! A bundle holds the plaintexts of one or more blobs of one type, back to back; its sealed
+//! plaintext is `compression[1] || payload`: 0 = stored raw, 1 = one zstd frame that records its
+//! content size. Compression is kept only when it is smaller. How a bundle is sealed depends on
+//! the repository format ([`Sealing`]): format 1 seals every blob alone with its type and id as
+//! associated data; format 2 seals bundles of several small blobs with their type as
+//! associated data, so that zstd and the AEAD pay their fixed costs per bundle rather than per
+//! 4 KiB chunk. Opening authenticates the bundle, caps the decompressed size before
+//! allocating, and a blob is taken out of it only after its bytes hash to its id.
 
 use crate::crypto::MasterKey;
 use crate::error::FormatError;
 use crate::id::BlobId;
 use serde::{Deserialize, Serialize};
 
-/// No blob's plaintext may exceed this (chunks are at most 16 MiB; trees are capped here too).
+/// No blob's plaintext, nor a bundle's, may exceed this (chunks are at most 16 MiB; trees are
+/// capped here too).
 pub const MAX_BLOB_LEN: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,35 +44,105 @@ impl BlobType {
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 
-/// The associated data that binds a sealed blob to its type and id.
-pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
-    let mut aad = [0u8; 33];
-    aad[0] = kind.to_byte();
-    aad[1..].copy_from_slice(id.as_bytes());
-    aad
+/// The first 12 bytes of a format-2 bundle's associated data; its type byte follows.
+pub const BUNDLE_AAD_PREFIX: &[u8; 12] = b"cairn bundle";
+
+/// How a repository's format seals blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// Format 1: each blob is a bundle of its own, sealed with `type || id` as associated data.
+    Single,
+    /// Format 2: a bundle holds one or more blobs of one type and is sealed with
+    /// `"cairn bundle" || type` as associated data; each blob is verified by its id's hash.
+    Bundles,
 }
 
-/// Compresses (when that pays) and seals a blob whose id the caller already computed. The
-/// frame goes into a per-thread buffer and from there straight into the sealed message, which
-/// is encrypted in place: one copy of the payload, one allocation per blob.
-pub fn seal_blob(key: &MasterKey, kind: BlobType, id: &BlobId, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
-    let aad = blob_aad(kind, id);
-    let sealed = with_compressed(plaintext, zstd_level, |frame| match frame {
-        Some(frame) if frame.len() < plaintext.len() => key.seal_parts(&aad, &[&[ZSTD], frame]),
-        _ => key.seal_parts(&aad, &[&[RAW], plaintext]),
-    });
-    match sealed {
-        Some(sealed) => sealed,
-        // The compressor could not be set up: store the blob raw.
-        None => key.seal_parts(&aad, &[&[RAW], plaintext]),
+impl Sealing {
+    /// The sealing of a repository format (1 or 2; anything later seals as 2 does).
+    pub fn for_format(format_version: u32) -> Sealing {
+        if format_version <= 1 { Sealing::Single } else { Sealing::Bundles }
+    }
+
+    /// The associated data of the bundle holding blob `id` of type `kind`.
+    pub fn aad(self, kind: BlobType, id: &BlobId) -> Aad {
+        let mut bytes = [0u8; 33];
+        match self {
+            Sealing::Single => {
+                bytes[0] = kind.to_byte();
+                bytes[1..].copy_from_slice(id.as_bytes());
+                Aad { bytes, len: 33 }
+            }
+            Sealing::Bundles => {
+                bytes[..12].copy_from_slice(BUNDLE_AAD_PREFIX);
+                bytes[12] = kind.to_byte();
+                Aad { bytes, len: 13 }
+            }
+        }
     }
 }
 
-/// A compressor at one level, and the buffer its frames go into; one per thread: creating a
-/// context per blob costs more than compressing a small blob.
+/// A bundle's associated data (see [`Sealing::aad`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aad {
+    bytes: [u8; 33],
+    len: usize,
+}
+
+impl Aad {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The associated data that binds a format-1 sealed blob to its type and id.
+pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad.copy_from_slice(Sealing::Single.aad(kind, id).as_bytes());
+    aad
+}
+
+/// Compresses (when that pays) and seals a bundle of the blobs `parts` (their plaintexts, in
+/// bundle order), with associated data `aad` (from [`Sealing::aad`]; in format 1 a bundle holds
+/// one blob). The frame goes into a per-thread buffer and from there straight into the sealed
+/// message, which is encrypted in place: one copy of the payload, one allocation per bundle.
+pub fn seal_bundle(key: &MasterKey, aad: &Aad, parts: &[&[u8]], zstd_level: i32) -> Vec<u8> {
+    let aad = aad.as_bytes();
+    let raw_len: usize = parts.iter().map(|p| p.len()).sum();
+    let raw = |key: &MasterKey| {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&[RAW]);
+        all.extend_from_slice(parts);
+        key.seal_parts(aad, &all)
+    };
+    let sealed = with_compressed(parts, zstd_level, |frame| match frame {
+        Some(frame) if frame.len() < raw_len => key.seal_parts(aad, &[&[ZSTD], frame]),
+        _ => raw(key),
+    });
+    match sealed {
+        Some(sealed) => sealed,
+        // The compressor could not be set up: store the bundle raw.
+        None => raw(key),
+    }
+}
+
+/// A bundle of one blob: [`seal_bundle`] with the blob's own associated data.
+pub fn seal_blob(
+    key: &MasterKey,
+    sealing: Sealing,
+    kind: BlobType,
+    id: &BlobId,
+    plaintext: &[u8],
+    zstd_level: i32,
+) -> Vec<u8> {
+    seal_bundle(key, &sealing.aad(kind, id), &[plaintext], zstd_level)
+}
+
+/// A compressor at one level, and the buffers its input and frames go into; one per thread:
+/// creating a context per bundle costs more than compressing a small one.
 struct Compression {
     level: i32,
     compressor: zstd::bulk::Compressor<'static>,
+    input: Vec<u8>,
     frame: Vec<u8>,
 }
 
@@ -75,23 +150,35 @@ thread_local! {
     static COMPRESSOR: std::cell::RefCell<Option<Compression>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Calls `then` with the zstd frame of `plaintext` (`None` if compressing failed). `None` if no
-/// compressor could be made for the level.
-fn with_compressed<T>(plaintext: &[u8], level: i32, then: impl FnOnce(Option<&[u8]>) -> T) -> Option<T> {
+/// Calls `then` with the zstd frame of the concatenation of `parts` (`None` if compressing
+/// failed). `None` if no compressor could be made for the level.
+fn with_compressed<T>(parts: &[&[u8]], level: i32, then: impl FnOnce(Option<&[u8]>) -> T) -> Option<T> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.level != level) {
             let compressor = zstd::bulk::Compressor::new(level).ok()?;
-            *slot = Some(Compression { level, compressor, frame: Vec::new() });
+            *slot = Some(Compression { level, compressor, input: Vec::new(), frame: Vec::new() });
         }
         let c = slot.as_mut()?;
+        // One part is compressed where it lies; several are laid side by side first.
+        let input: &[u8] = match parts {
+            [one] => one,
+            _ => {
+                c.input.clear();
+                parts.iter().for_each(|p| c.input.extend_from_slice(p));
+                &c.input
+            }
+        };
         c.frame.clear();
-        c.frame.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
-        let done = c.compressor.compress_to_buffer(plaintext, &mut c.frame);
+        c.frame.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        let done = c.compressor.compress_to_buffer(input, &mut c.frame);
         let out = then(done.ok().map(|_| c.frame.as_slice()));
-        // A frame of the largest chunk is a few MiB: keep no more than that between blobs.
+        // A frame of the largest chunk is a few MiB: keep no more than that between bundles.
         if c.frame.capacity() > 8 << 20 {
             c.frame = Vec::new();
+        }
+        if c.input.capacity() > 8 << 20 {
+            c.input = Vec::new();
         }
         Some(out)
     })
@@ -99,6 +186,8 @@ fn with_compressed<T>(plaintext: &[u8], level: i32, then: impl FnOnce(Option<&[u
 
 thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+    /// The decrypted body (tag byte and frame) of the last bundle opened.
+    static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's decompressor, made on first use.
@@ -121,104 +210,101 @@ fn with_decompressor<T>(
 fn frame_size(payload: &[u8]) -> Result<u64, FormatError> {
     match zstd::zstd_safe::get_frame_content_size(payload) {
         Ok(Some(size)) => Ok(size),
-        _ => Err(FormatError::invalid("blob", "zstd frame without a content size")),
+        _ => Err(FormatError::invalid("bundle", "zstd frame without a content size")),
     }
 }
 
-/// Authenticates, decompresses and re-hashes a sealed blob. Only bytes that pass come back.
-pub fn open_blob(key: &MasterKey, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let body = key.open(&blob_aad(kind, id), sealed)?;
-    let plain = decode_body(body)?;
-    if key.blob_id(&plain) != *id {
+/// Authenticates and decompresses a sealed bundle into `out` (emptied first; its allocation is
+/// reused). The blobs in it are not verified yet: take each with [`blob_in`]. On error `out`
+/// holds nothing usable.
+pub fn open_bundle(key: &MasterKey, aad: &Aad, sealed: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+    out.clear();
+    BODY.with(|cell| {
+        let mut body = cell.borrow_mut();
+        let opened = key.open_to(aad.as_bytes(), sealed, &mut body).and_then(|()| decode_body(&body, out));
+        if body.capacity() > 8 << 20 {
+            *body = Vec::new();
+        }
+        opened
+    })
+}
+
+fn decode_body(body: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let Some((&tag, payload)) = body.split_first() else {
+        return Err(FormatError::Truncated { needed: 1, available: 0 });
+    };
+    match tag {
+        RAW => {
+            out.extend_from_slice(payload);
+            Ok(())
+        }
+        ZSTD => {
+            let size = frame_size(payload)?;
+            if size > MAX_BLOB_LEN {
+                return Err(FormatError::TooLarge { what: "bundle", size, limit: MAX_BLOB_LEN });
+            }
+            let cap = usize::try_from(size).map_err(|_| FormatError::invalid("bundle", "size"))?;
+            out.reserve(cap);
+            // Into the spare capacity, which zstd writes without it being zeroed first.
+            match with_decompressor(|d| d.decompress_to_buffer(payload, out)) {
+                Ok(n) if n == cap => Ok(()),
+                Ok(_) => Err(FormatError::invalid("bundle", "zstd frame shorter than it claims")),
+                Err(e) => Err(FormatError::invalid("bundle", format!("zstd: {e}"))),
+            }
+        }
+        other => Err(FormatError::invalid("bundle", format!("unknown compression byte {other}"))),
+    }
+}
+
+/// Blob `id`'s bytes in an opened bundle: `raw_length` bytes from `raw_offset`, returned only if
+/// they hash to `id`. In format 1 the bundle must be exactly the blob.
+pub fn blob_in<'b>(
+    key: &MasterKey,
+    sealing: Sealing,
+    id: &BlobId,
+    raw_offset: u32,
+    raw_length: u32,
+    bundle: &'b [u8],
+) -> Result<&'b [u8], FormatError> {
+    let (start, len) = (raw_offset as usize, raw_length as usize);
+    let exact = sealing == Sealing::Bundles || (start == 0 && len == bundle.len());
+    let plain = start.checked_add(len).and_then(|end| bundle.get(start..end)).filter(|_| exact);
+    let Some(plain) = plain else {
+        return Err(match sealing {
+            Sealing::Single => {
+                FormatError::invalid("blob", format!("has {} bytes, the index says {len}", bundle.len()))
+            }
+            Sealing::Bundles => FormatError::invalid(
+                "blob",
+                format!("bytes {start}..{} lie past its bundle's {} bytes", start as u64 + len as u64, bundle.len()),
+            ),
+        });
+    };
+    if key.blob_id(plain) != *id {
         return Err(FormatError::invalid("blob", "content does not hash to its id"));
     }
     Ok(plain)
 }
 
-thread_local! {
-    /// The decrypted body (tag byte and frame) of the last blob opened into a caller's buffer.
-    static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// [`open_blob`] into `out`, whose length is the plaintext length the index promised: the
-/// frame is decompressed straight into it and `out` is hashed there, so opening a blob
-/// allocates nothing. Errors if the blob's length differs from `out`'s; on any error `out`'s
-/// contents are unspecified and must not be used.
-pub fn open_blob_into(
+/// Opens the sealed bundle holding blob `id` and returns the blob's verified plaintext: for
+/// one-off reads (trees, tests); readers of many blobs keep the bundle ([`open_bundle`]).
+pub fn open_blob(
     key: &MasterKey,
+    sealing: Sealing,
     kind: BlobType,
     id: &BlobId,
+    raw_offset: u32,
+    raw_length: u32,
     sealed: &[u8],
-    out: &mut [u8],
-) -> Result<(), FormatError> {
-    BODY.with(|cell| {
-        let mut body = cell.borrow_mut();
-        let opened = key.open_to(&blob_aad(kind, id), sealed, &mut body).and_then(|()| decode_body_into(&body, out));
-        if body.capacity() > 8 << 20 {
-            *body = Vec::new();
-        }
-        opened
-    })?;
-    if key.blob_id(out) != *id {
-        return Err(FormatError::invalid("blob", "content does not hash to its id"));
+) -> Result<Vec<u8>, FormatError> {
+    let mut bundle = Vec::new();
+    open_bundle(key, &sealing.aad(kind, id), sealed, &mut bundle)?;
+    let len = blob_in(key, sealing, id, raw_offset, raw_length, &bundle)?.len();
+    if len == bundle.len() {
+        return Ok(bundle); // the whole bundle: no copy
     }
-    Ok(())
-}
-
-fn wrong_length(has: u64, promised: usize) -> FormatError {
-    FormatError::invalid("blob", format!("has {has} bytes, the index says {promised}"))
-}
-
-fn decode_body_into(body: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
-    let Some((&tag, payload)) = body.split_first() else {
-        return Err(FormatError::Truncated { needed: 1, available: 0 });
-    };
-    match tag {
-        RAW if payload.len() == out.len() => {
-            out.copy_from_slice(payload);
-            Ok(())
-        }
-        RAW => Err(wrong_length(payload.len() as u64, out.len())),
-        ZSTD => {
-            let size = frame_size(payload)?;
-            if size != out.len() as u64 {
-                return Err(wrong_length(size, out.len()));
-            }
-            match with_decompressor(|d| d.decompress_to_buffer(payload, &mut *out)) {
-                Ok(n) if n == out.len() => Ok(()),
-                Ok(_) => Err(FormatError::invalid("blob", "zstd frame shorter than it claims")),
-                Err(e) => Err(FormatError::invalid("blob", format!("zstd: {e}"))),
-            }
-        }
-        other => Err(FormatError::invalid("blob", format!("unknown compression byte {other}"))),
-    }
-}
-
-fn decode_body(mut body: Vec<u8>) -> Result<Vec<u8>, FormatError> {
-    let Some((&tag, payload)) = body.split_first() else {
-        return Err(FormatError::Truncated { needed: 1, available: 0 });
-    };
-    match tag {
-        // The payload moves down over the compression byte: no second buffer of its size.
-        RAW => {
-            body.remove(0);
-            Ok(body)
-        }
-        ZSTD => {
-            let size = frame_size(payload)?;
-            if size > MAX_BLOB_LEN {
-                return Err(FormatError::TooLarge { what: "blob", size, limit: MAX_BLOB_LEN });
-            }
-            let cap = usize::try_from(size).map_err(|_| FormatError::invalid("blob", "size"))?;
-            let out = with_decompressor(|d| d.decompress(payload, cap))
-                .map_err(|e| FormatError::invalid("blob", format!("zstd: {e}")))?;
-            if out.len() != cap {
-                return Err(FormatError::invalid("blob", "zstd frame shorter than it claims"));
-            }
-            Ok(out)
-        }
-        other => Err(FormatError::invalid("blob", format!("unknown compression byte {other}"))),
-    }
+    let start = raw_offset as usize;
+    Ok(bundle[start..start + len].to_vec())
 }
 
 #[cfg(test)]
@@ -226,38 +312,65 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Plaintexts that compress (few symbols) or not (noise), as the flag says.
+    fn shaped(data: Vec<u8>, noise: bool) -> Vec<u8> {
+        if !noise {
+            return data;
+        }
+        data.iter().enumerate().map(|(i, b)| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3] ^ b).collect()
+    }
+
     proptest! {
         #[test]
-        fn round_trip(data in proptest::collection::vec(0u8..4, 0..20_000)) {
+        fn round_trip(data in proptest::collection::vec(0u8..4, 0..20_000), noise: bool) {
             let key = MasterKey::generate();
+            let data = shaped(data, noise);
             let id = key.blob_id(&data);
-            let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
-            prop_assert_eq!(open_blob(&key, BlobType::Data, &id, &sealed).unwrap(), data);
+            for sealing in [Sealing::Single, Sealing::Bundles] {
+                let sealed = seal_blob(&key, sealing, BlobType::Data, &id, &data, 3);
+                let len = data.len() as u32;
+                prop_assert_eq!(&open_blob(&key, sealing, BlobType::Data, &id, 0, len, &sealed).unwrap(), &data);
+            }
         }
 
-        /// Opening into a buffer gives what opening into a new one does, raw or compressed; a
-        /// buffer of any other length, a flipped byte or another id is refused.
+        /// Every blob of a bundle comes back from its place; a wrong place, id, type, flipped
+        /// byte or the other format's associated data is refused.
         #[test]
-        fn open_into_matches_open(data in proptest::collection::vec(0u8..4, 0..20_000), noise: bool, flip: usize) {
+        fn bundles_hold_their_blobs(
+            parts in proptest::collection::vec((proptest::collection::vec(0u8..4, 0..3000), any::<bool>()), 1..12),
+            flip: usize,
+        ) {
             let key = MasterKey::generate();
-            let data: Vec<u8> = if noise { data.iter().enumerate().map(|(i, b)| (i as u32).wrapping_mul(2654435761).to_le_bytes()[3] ^ b).collect() } else { data };
-            let id = key.blob_id(&data);
-            let sealed = seal_blob(&key, BlobType::Data, &id, &data, 1);
-            let mut out = vec![0xAA; data.len()];
-            open_blob_into(&key, BlobType::Data, &id, &sealed, &mut out).unwrap();
-            prop_assert_eq!(&out, &data);
-            for len in [data.len() + 1, data.len().saturating_sub(1)] {
-                if len != data.len() {
-                    let mut out = vec![0; len];
-                    prop_assert!(open_blob_into(&key, BlobType::Data, &id, &sealed, &mut out).is_err());
-                }
+            let parts: Vec<Vec<u8>> = parts.into_iter().map(|(d, noise)| shaped(d, noise)).collect();
+            let ids: Vec<BlobId> = parts.iter().map(|p| key.blob_id(p)).collect();
+            let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            let aad = Sealing::Bundles.aad(BlobType::Data, &ids[0]);
+            let sealed = seal_bundle(&key, &aad, &slices, 1);
+            let mut bundle = vec![0xAA; 7];
+            open_bundle(&key, &aad, &sealed, &mut bundle).unwrap();
+            prop_assert_eq!(bundle.len(), parts.iter().map(Vec::len).sum::<usize>());
+            let mut at = 0u32;
+            for (part, id) in parts.iter().zip(&ids) {
+                let len = part.len() as u32;
+                prop_assert_eq!(blob_in(&key, Sealing::Bundles, id, at, len, &bundle).unwrap(), part.as_slice());
+                prop_assert!(blob_in(&key, Sealing::Bundles, id, at, len + 1, &bundle).is_err() || len == 0 && at as usize == bundle.len());
+                prop_assert!(blob_in(&key, Sealing::Bundles, &key.blob_id(b"other"), at, len, &bundle).is_err());
+                at += len;
             }
+            prop_assert!(blob_in(&key, Sealing::Bundles, &ids[0], at, 1, &bundle).is_err());
+            prop_assert!(blob_in(&key, Sealing::Bundles, &ids[0], u32::MAX, u32::MAX, &bundle).is_err());
             let mut bad = sealed.clone();
-            let at = flip % bad.len();
-            bad[at] ^= 1;
-            prop_assert!(open_blob_into(&key, BlobType::Data, &id, &bad, &mut out).is_err());
-            let other = key.blob_id(b"other");
-            prop_assert!(open_blob_into(&key, BlobType::Data, &other, &sealed, &mut out).is_err());
+            let i = flip % bad.len();
+            bad[i] ^= 1;
+            prop_assert!(open_bundle(&key, &aad, &bad, &mut bundle).is_err());
+            prop_assert!(open_bundle(&key, &Sealing::Bundles.aad(BlobType::Tree, &ids[0]), &sealed, &mut bundle).is_err());
+            prop_assert!(open_bundle(&key, &Sealing::Single.aad(BlobType::Data, &ids[0]), &sealed, &mut bundle).is_err());
+        }
+
+        #[test]
+        fn open_bundle_never_panics(sealed in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let key = MasterKey::generate();
+            let _ = open_bundle(&key, &Sealing::Bundles.aad(BlobType::Data, &key.blob_id(b"")), &sealed, &mut Vec::new());
         }
     }
 
@@ -266,11 +379,25 @@ mod tests {
         let key = MasterKey::generate();
         let data = vec![7u8; 100_000];
         let id = key.blob_id(&data);
-        let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
+        let sealed = seal_blob(&key, Sealing::Single, BlobType::Data, &id, &data, 3);
         assert!(sealed.len() < 1000);
-        assert!(open_blob(&key, BlobType::Tree, &id, &sealed).is_err());
-        let other = key.blob_id(b"other");
-        assert!(open_blob(&key, BlobType::Data, &other, &sealed).is_err());
+        let open = |kind, id: &BlobId| open_blob(&key, Sealing::Single, kind, id, 0, 100_000, &sealed);
+        assert!(open(BlobType::Data, &id).is_ok());
+        assert!(open(BlobType::Tree, &id).is_err());
+        assert!(open(BlobType::Data, &key.blob_id(b"other")).is_err());
+    }
+
+    /// In format 1 a blob is its whole bundle: a shorter or shifted place is refused.
+    #[test]
+    fn single_blobs_fill_their_bundle() {
+        let key = MasterKey::generate();
+        let data = b"hello, bundle".to_vec();
+        let id = key.blob_id(&data);
+        let sealed = seal_blob(&key, Sealing::Single, BlobType::Data, &id, &data, 3);
+        for (at, len) in [(0, 12), (0, 14), (1, 12)] {
+            let e = open_blob(&key, Sealing::Single, BlobType::Data, &id, at, len, &sealed).unwrap_err();
+            assert!(e.to_string().contains("the index says"), "{e}");
+        }
     }
 
     #[test]
@@ -278,8 +405,8 @@ mod tests {
         let key = MasterKey::generate();
         let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let id = key.blob_id(&data);
-        let sealed = seal_blob(&key, BlobType::Data, &id, &data, 3);
+        let sealed = seal_blob(&key, Sealing::Bundles, BlobType::Data, &id, &data, 3);
         assert!(sealed.len() <= data.len() + 1 + crate::crypto::SEAL_OVERHEAD);
-        assert_eq!(open_blob(&key, BlobType::Data, &id, &sealed).unwrap(), data);
+        assert_eq!(open_blob(&key, Sealing::Bundles, BlobType::Data, &id, 0, 5000, &sealed).unwrap(), data);
     }
 }

@@ -206,7 +206,7 @@ impl<'a> Checker<'a> {
             }
         }
         for (id, info) in &self.seen.packs {
-            if let Some(d) = pack_damage(id, info, self.stored.get(id).copied()) {
+            if let Some(d) = pack_damage(id, info, self.stored.get(id).copied(), self.repo.sealing()) {
                 self.damage.insert(Target::Pack(*id), d);
             }
         }
@@ -261,14 +261,14 @@ impl<'a> Checker<'a> {
 }
 
 /// What is wrong with an indexed pack, from its stored size alone (`None`: not stored).
-fn pack_damage(id: &PackId, info: &Indexed, stored: Option<u64>) -> Option<Damage> {
+fn pack_damage(id: &PackId, info: &Indexed, stored: Option<u64>, sealing: crate::blob::Sealing) -> Option<Damage> {
     let index = info.index.short();
     let Some(size) = stored else {
         let problem = format!("is missing from the storage; index object {index} names it ({} blobs)", info.blobs);
         return Some(Damage::pack(*id, PACK_MISSING).with(problem, true));
     };
     // Packs are written whole: blobs back to back, then the sealed header and its length.
-    let header = 1 + 4 + info.blobs * pack::ENTRY_LEN as u64 + crate::crypto::SEAL_OVERHEAD as u64;
+    let header = pack::sealed_header_len(sealing, info.blobs);
     let expected = info.end + header + 4;
     if size < expected {
         let problem = format!("is truncated: {size} bytes, but index object {index} needs {expected}");

@@ -6,12 +6,12 @@
 //! pseudo-code of section 9 is reimplemented here from the document and compared with the chunker.
 
 use crate::backend::{Backend, StoreBackend};
-use crate::blob::{BlobType, blob_aad, open_blob};
+use crate::blob::{BlobType, Sealing, blob_aad, open_blob};
 use crate::chunker::Chunker;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::FormatError;
 use crate::id::{BlobId, Id, KeyId, PackId};
-use crate::pack::{ENTRY_LEN, HEADER_AAD, PackBlob, header_range, parse_header, read_header};
+use crate::pack::{ENTRY_LEN, ENTRY_LEN_V1, HEADER_AAD, PackBlob, header_range, parse_header, read_header};
 use crate::repo::Repository;
 use crate::repo::config::{ChunkerParams, RepoConfig};
 use crate::repo::keys::{KEY_LEN, KeyFile};
@@ -137,6 +137,7 @@ fn config_decodes_to_the_defaults() {
         chunker_streams: ChunkerParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 },
         pack_size: 16 << 20,
         zstd_level: 3,
+        bundle_size: 0,
     };
     assert_eq!(config, expected);
     assert_eq!(config.encode(), plain);
@@ -154,7 +155,12 @@ fn config_decodes_to_the_defaults() {
     );
     assert!(doc.contains(&format!("| | `zstd_level` | `i32` zigzag | 1 ..= 19 | {} |", d.zstd_level)));
     assert_eq!(
-        RepoConfig { id: expected.id, chunker_streams: expected.chunker_streams, zstd_level: 3, ..d },
+        RepoConfig {
+            id: expected.id,
+            chunker_streams: expected.chunker_streams,
+            zstd_level: 3,
+            ..RepoConfig::format_1()
+        },
         expected,
         "section 8.5 states the other defaults"
     );
@@ -199,9 +205,9 @@ fn tree_decodes_to_the_two_documented_nodes() {
 #[test]
 fn pack_header_plaintext_parses() {
     let plain = hex_block("pack-header");
-    assert_eq!(plain.len(), 5 + ENTRY_LEN);
-    let expected =
-        PackBlob { kind: BlobType::Data, id: BlobId(stated_id("blob id")), offset: 0, length: 47, raw_length: 6 };
+    assert_eq!(plain.len(), 5 + ENTRY_LEN_V1);
+    let id = BlobId(stated_id("blob id"));
+    let expected = PackBlob { kind: BlobType::Data, id, offset: 0, length: 47, raw_offset: 0, raw_length: 6 };
     assert_eq!(parse_header(&plain, 47).unwrap(), vec![expected]);
     assert!(parse_header(&plain, 46).is_err(), "an entry past the blob data is refused");
 }
@@ -218,9 +224,12 @@ fn pack_opens_and_holds_hello() {
     assert_eq!(entries, parse_header(&hex_block("pack-header"), 47).unwrap());
     let e = entries[0];
     let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
-    assert_eq!(open_blob(&key, BlobType::Data, &e.id, sealed).unwrap(), b"hello\n");
+    assert_eq!(open_blob(&key, Sealing::Single, BlobType::Data, &e.id, 0, 6, sealed).unwrap(), b"hello\n");
     assert_eq!(key.open(&blob_aad(BlobType::Data, &e.id), sealed).unwrap(), b"\x00hello\n", "compression byte 0: raw");
-    assert!(open_blob(&key, BlobType::Tree, &e.id, sealed).is_err(), "the type is bound by the AAD");
+    assert!(
+        open_blob(&key, Sealing::Single, BlobType::Tree, &e.id, 0, 6, sealed).is_err(),
+        "the type is bound by the AAD"
+    );
 }
 
 /// `0x…` (16 hex digits) following `label` in the document.
@@ -349,4 +358,44 @@ fn documented_chunking_cuts_where_the_chunker_does() {
         assert_eq!(documented, actual, "params {p:?}");
         assert!(documented.len() > 10);
     }
+}
+
+#[test]
+fn v2_pack_holds_a_bundle_of_two_blobs() {
+    let key = master();
+    let plain = hex_block("pack-header-v2");
+    assert_eq!(plain.len(), 5 + 2 * ENTRY_LEN);
+    let (hello, world) = (BlobId(stated_id("blob id")), BlobId(stated_id("world id")));
+    assert_eq!(key.blob_id(b"world\n"), world);
+    let entry =
+        |id, raw_offset| PackBlob { kind: BlobType::Data, id, offset: 0, length: 53, raw_offset, raw_length: 6 };
+    assert_eq!(parse_header(&plain, 53).unwrap(), vec![entry(hello, 0), entry(world, 6)]);
+    let pack = hex_block("pack-v2");
+    assert_eq!(pack.len(), 200);
+    assert_eq!(PackId(Id::of_stored(&pack)).0, stated_id("v2 pack id"));
+    assert_eq!(header_range(200, &pack[196..]).unwrap(), 53..196);
+    assert_eq!(read_header(&key, &pack).unwrap(), parse_header(&plain, 53).unwrap());
+    let sealed = &pack[..53];
+    let aad: Vec<u8> = [&b"cairn bundle"[..], &[0]].concat();
+    assert_eq!(Sealing::Bundles.aad(BlobType::Data, &world).as_bytes(), aad.as_slice());
+    assert_eq!(key.open(&aad, sealed).unwrap(), b"\x00hello\nworld\n", "compression byte 0: raw");
+    let open = |kind, id: &BlobId, at| open_blob(&key, Sealing::Bundles, kind, id, at, 6, sealed);
+    assert_eq!(open(BlobType::Data, &hello, 0).unwrap(), b"hello\n");
+    assert_eq!(open(BlobType::Data, &world, 6).unwrap(), b"world\n");
+    assert!(open(BlobType::Data, &world, 0).is_err(), "a blob is taken only from its own place");
+    assert!(open(BlobType::Tree, &world, 6).is_err(), "the type is bound by the AAD");
+}
+
+#[test]
+fn v2_config_decodes_to_the_defaults() {
+    let plain = hex_block("config-v2");
+    let config = RepoConfig::decode(&plain).unwrap();
+    let expected = RepoConfig { id: Id(range(0xc0, 0xdf).try_into().unwrap()), ..RepoConfig::new() };
+    assert_eq!(config, expected);
+    assert_eq!(config.encode(), plain);
+    assert_eq!(plain.len(), 59);
+    assert!(
+        DOC.contains(&format!("| | `bundle_size` | `u32` varint | 0 ..= 16 MiB | {} KiB |", config.bundle_size >> 10)),
+        "section 8.5 states the bundle size"
+    );
 }

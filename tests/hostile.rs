@@ -8,10 +8,10 @@
 
 mod common;
 use cairn::backend::{Backend, StoreBackend};
-use cairn::blob::{BlobType, seal_blob};
+use cairn::blob::{BlobType, seal_blob, seal_bundle};
 use cairn::id::{BlobId, Id};
 use cairn::index::file::{IndexFile, IndexPack};
-use cairn::pack::PackWriter;
+use cairn::pack::{PackBlob, PackWriter};
 use cairn::repo::Repository;
 use cairn::snapshot::{Snapshot, Summary};
 use cairn::tree::{Node, NodeKind, TREE_VERSION, Timestamp, Tree};
@@ -31,13 +31,14 @@ impl Forge {
     fn open(env: &Env) -> Forge {
         let backend: Arc<dyn Backend> = Arc::new(StoreBackend::local(&env.repo()).unwrap());
         let repo = Repository::open(backend, &env.repo().display().to_string(), PASSWORD.as_bytes()).unwrap();
-        Forge { repo, pack: PackWriter::new() }
+        let pack = PackWriter::new(repo.sealing());
+        Forge { repo, pack }
     }
 
     fn blob(&mut self, kind: BlobType, data: &[u8]) -> BlobId {
         let key = self.repo.key();
         let id = key.blob_id(data);
-        let sealed = seal_blob(key, kind, &id, data, 3);
+        let sealed = seal_blob(key, self.repo.sealing(), kind, &id, data, 3);
         self.pack.add(kind, id, &sealed, data.len() as u32).unwrap();
         id
     }
@@ -57,13 +58,31 @@ impl Forge {
         node(name, NodeKind::Dir { subtree }, 0o040755)
     }
 
+    /// Data blobs sealed together in one bundle.
+    fn bundle(&mut self, parts: &[&[u8]]) -> Vec<BlobId> {
+        let key = self.repo.key();
+        let blobs: Vec<(BlobId, u32)> = parts.iter().map(|p| (key.blob_id(p), p.len() as u32)).collect();
+        let sealed = seal_bundle(key, &self.repo.sealing().aad(BlobType::Data, &blobs[0].0), parts, 3);
+        self.pack.add_bundle(BlobType::Data, &blobs, &sealed).unwrap();
+        blobs.into_iter().map(|(id, _)| id).collect()
+    }
+
     /// Stores the pack, an index object naming it, and a snapshot of `root`; in the write order
     /// of a real backup. Returns the snapshot id.
     fn snapshot(&mut self, root: Vec<Node>) -> String {
+        self.snapshot_indexed_as(root, |_| {})
+    }
+
+    /// [`snapshot`](Self::snapshot), with the index object's list of the pack's blobs changed
+    /// by `edit` first (the pack's own header stays true).
+    fn snapshot_indexed_as(&mut self, root: Vec<Node>, edit: impl Fn(&mut Vec<PackBlob>)) -> String {
         let tree = self.raw_tree(root);
-        let pack = std::mem::take(&mut self.pack).finish(self.repo.key()).unwrap();
+        let fresh = PackWriter::new(self.repo.sealing());
+        let pack = std::mem::replace(&mut self.pack, fresh).finish(self.repo.key()).unwrap();
         self.repo.put_pack(&pack).unwrap();
-        self.repo.save_index(&IndexFile { packs: vec![IndexPack { id: pack.id, blobs: pack.blobs }] }).unwrap();
+        let mut blobs = pack.blobs;
+        edit(&mut blobs);
+        self.repo.save_index(&IndexFile { packs: vec![IndexPack { id: pack.id, blobs }] }).unwrap();
         let snap = Snapshot {
             time: cairn::repo::now(),
             host: "forge".into(),
@@ -223,6 +242,37 @@ fn duplicate_or_unsorted_names_are_refused() {
         assert!(err.contains("sorted"), "{err}");
         arena.assert_untouched();
     }
+}
+
+/// An index object that places blobs wrongly in their bundle (past its end, or over another
+/// blob's bytes) fails exactly the files that need them, in restore and dump, and check names it.
+#[test]
+fn blobs_placed_wrongly_in_their_bundle_fail_alone() {
+    let env = Env::init_cheap();
+    let mut forge = Forge::open(&env);
+    let ids = forge.bundle(&[b"fine, ", b"moved ", b"beyond"]);
+    let file = |name: &[u8], id: BlobId| node(name, NodeKind::File { content: vec![id] }, 0o100644);
+    let root = vec![file(b"beyond", ids[2]), file(b"fine", ids[0]), file(b"moved", ids[1])];
+    let id = forge.snapshot_indexed_as(root, |blobs| {
+        blobs[1].raw_offset = 0; // over "fine, ": the bytes do not hash to the id
+        blobs[2].raw_offset = 1 << 20; // past the bundle's 18 bytes
+    });
+    drop(forge);
+    let arena = Arena::new(&env, "arena");
+    let (code, err) = restore(&env, &id, &arena);
+    assert_eq!(code, Some(21), "{err}");
+    assert!(err.contains("does not hash to its id") && err.contains("past its bundle"), "{err}");
+    assert_eq!(fs::read(arena.target().join("fine")).unwrap(), b"fine, ");
+    assert!(!arena.target().join("moved").exists() && !arena.target().join("beyond").exists());
+    arena.assert_untouched();
+    for name in ["moved", "beyond"] {
+        let out = env.cairn().args(["dump", &id, name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(20), "{}", stderr_text(&out));
+        assert!(out.stdout.is_empty() && !stderr_text(&out).contains("panicked"));
+    }
+    let out = env.cairn().args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(20), "{}", stderr_text(&out));
+    assert!(stderr_text(&out).contains("header and the index disagree"), "{}", stderr_text(&out));
 }
 
 #[test]

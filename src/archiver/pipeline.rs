@@ -2,18 +2,21 @@
 //! thread and in-flight budgets.
 //!
 //! ```text
-//! walker + readers (`read.rs`): read, chunk, hash, dedup  --jobs-->  [seal x N]: zstd + seal
-//!   --sealed-->  [packer]: PackWriter, finish + verify  --packs-->  [upload x M]: put_new
-//!   --uploaded-->  [indexer]: index object every BLOBS_PER_INDEX blobs, and a last one at finish
+//! walker + readers (`read.rs`): read, chunk, hash, dedup  --jobs-->  [seal x N]: bundle,
+//!   zstd + seal  --sealed-->  [packer]: PackWriter, finish + verify  --packs-->  [upload x M]:
+//!   put_new  --uploaded-->  [indexer]: index object every BLOBS_PER_INDEX blobs, and a last one
+//!   at finish
 //! ```
-//! Blobs travel in batches (a file's new chunks, or about [`BATCH_BYTES`] of a stream's), so
-//! small chunks do not pay a channel hand-over and a thread wake-up each. Memory is bounded by
+//! Blobs travel in batches (a file's new chunks, a folder's small files, or about
+//! [`BATCH_BYTES`] of a stream's), so small chunks do not pay a channel hand-over and a thread
+//! wake-up each. A sealer cuts each batch into bundles (format 2: neighbouring data blobs
+//! sealed together up to the configured bundle size, see [`bundles`]). Memory is bounded by
 //! the channel capacities times the largest batch, plus the packs in flight. The first error
 //! from any stage is kept; every stage then stops and the next `submit` fails, so errors travel
 //! back as `Result`s. An index object is written only after every pack it names was stored, and
 //! `finish` returns only after the last index object is.
 
-use crate::blob::{BlobType, seal_blob};
+use crate::blob::{BlobType, Sealing, seal_bundle};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::index::BlobIndex;
@@ -65,11 +68,11 @@ pub struct Job {
     pub data: Vec<u8>,
 }
 
+/// One sealed bundle: its blobs (ids and plaintext lengths, in bundle order) and its bytes.
 struct Sealed {
     kind: BlobType,
-    id: BlobId,
+    blobs: Vec<(BlobId, u32)>,
     sealed: Vec<u8>,
-    raw_len: u32,
 }
 
 /// What the pipeline stored.
@@ -222,20 +225,55 @@ impl<'scope> Pipeline<'scope> {
 }
 
 fn seal_stage(repo: &Repository, level: i32, rx: Receiver<Vec<Job>>, tx: Sender<Vec<Sealed>>, shared: &Shared) {
+    let sealing = repo.sealing();
+    let bundle_size = repo.config().bundle_size as usize;
     for batch in rx {
-        let mut out = Vec::with_capacity(batch.len());
-        for job in batch {
-            let Ok(raw_len) = u32::try_from(job.data.len()) else {
-                shared.fail(internal("blob over 4 GiB"));
-                return;
-            };
-            let sealed = seal_blob(repo.key(), job.kind, &job.id, &job.data, level);
-            out.push(Sealed { kind: job.kind, id: job.id, sealed, raw_len });
+        let mut out = Vec::new();
+        for range in bundles(&batch, sealing, bundle_size) {
+            let jobs = &batch[range];
+            let mut blobs = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let Ok(raw_len) = u32::try_from(job.data.len()) else {
+                    shared.fail(internal("blob over 4 GiB"));
+                    return;
+                };
+                blobs.push((job.id, raw_len));
+            }
+            let (Some(first), Some(&(id, _))) = (jobs.first(), blobs.first()) else { continue };
+            let parts: Vec<&[u8]> = jobs.iter().map(|j| j.data.as_slice()).collect();
+            let sealed = seal_bundle(repo.key(), &sealing.aad(first.kind, &id), &parts, level);
+            out.push(Sealed { kind: first.kind, blobs, sealed });
         }
         if shared.failed.load(Ordering::SeqCst) || tx.send(out).is_err() {
             return;
         }
     }
+}
+
+/// Cuts a batch into bundles, as ranges of its jobs: neighbouring data blobs go together until
+/// the next would take the bundle past `bundle_size` bytes (a blob that large is a bundle of its
+/// own). Trees are always alone: the next backup loads each tree of its parent by itself, and
+/// would otherwise decompress its neighbours with it. In format 1 every blob is alone.
+fn bundles(jobs: &[Job], sealing: Sealing, bundle_size: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut bytes = 0usize;
+    for (i, job) in jobs.iter().enumerate() {
+        let joins = sealing == Sealing::Bundles
+            && job.kind == BlobType::Data
+            && out.last().is_some_and(|r| r.end == i && jobs[r.start].kind == BlobType::Data)
+            && bytes + job.data.len() <= bundle_size;
+        match out.last_mut() {
+            Some(last) if joins => {
+                last.end = i + 1;
+                bytes += job.data.len();
+            }
+            _ => {
+                out.push(i..i + 1);
+                bytes = job.data.len();
+            }
+        }
+    }
+    out
 }
 
 fn pack_stage(
@@ -246,7 +284,8 @@ fn pack_stage(
     shared: &Shared,
 ) {
     let target = repo.config().pack_size as usize;
-    let fresh = || PackWriter::with_buffer(pack_buffer(&spare, pack_capacity(target)));
+    let sealing = repo.sealing();
+    let fresh = || PackWriter::with_buffer(sealing, pack_buffer(&spare, pack_capacity(target)));
     let mut writer = fresh();
     let finish = |w: PackWriter| -> bool {
         match w.finish(repo.key()) {
@@ -266,7 +305,7 @@ fn pack_stage(
     // cache (files1-again after files1: 0.29-0.31 s with the packs out of the cache, 0.22-0.25
     // in). They fill slowly, so they are a quarter of the pack size.
     let tree_target = (target / 4).max(1);
-    let mut trees = PackWriter::new();
+    let mut trees = PackWriter::new(sealing);
     for s in rx.iter().flatten() {
         if shared.failed.load(Ordering::SeqCst) {
             return;
@@ -275,13 +314,13 @@ fn pack_stage(
             BlobType::Tree => (&mut trees, tree_target),
             BlobType::Data => (&mut writer, target),
         };
-        if let Err(e) = w.add(s.kind, s.id, &s.sealed, s.raw_len) {
+        if let Err(e) = w.add_bundle(s.kind, &s.blobs, &s.sealed) {
             shared
                 .fail(Error::corrupt(crate::error::ObjectRef::new(crate::error::ObjectKind::Pack, "being written"), e));
             return;
         }
         if w.len() >= full {
-            let next = if s.kind == BlobType::Tree { PackWriter::new() } else { fresh() };
+            let next = if s.kind == BlobType::Tree { PackWriter::new(sealing) } else { fresh() };
             if !finish(std::mem::replace(w, next)) {
                 return;
             }
@@ -411,6 +450,30 @@ mod tests {
         assert!(pack_buffer(&rx, 1 << 20).capacity() >= 1 << 20);
     }
 
+    /// Data blobs are bundled up to the size, a larger one alone; trees and format 1 alone.
+    #[test]
+    fn batches_are_cut_into_bundles() {
+        use crate::id::Id;
+        let job = |kind, len: usize| Job { kind, id: BlobId(Id([len as u8; 32])), data: vec![0; len] };
+        let (d, t) = (BlobType::Data, BlobType::Tree);
+        let batch = vec![
+            job(d, 40),
+            job(d, 60),
+            job(d, 1),
+            job(d, 200),
+            job(d, 30),
+            job(t, 5),
+            job(t, 5),
+            job(d, 10),
+            job(d, 100),
+        ];
+        assert_eq!(bundles(&batch, Sealing::Bundles, 100), vec![0..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9]);
+        assert_eq!(bundles(&batch, Sealing::Bundles, 101), vec![0..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9]);
+        assert_eq!(bundles(&batch, Sealing::Bundles, 0).len(), batch.len());
+        assert_eq!(bundles(&batch, Sealing::Single, 1 << 20).len(), batch.len());
+        assert!(bundles(&[], Sealing::Bundles, 100).is_empty());
+    }
+
     /// Once an index object is saved its blobs leave the dedup set, and the index answers for
     /// them: the set holds only blobs not yet indexed.
     #[test]
@@ -423,7 +486,7 @@ mod tests {
         shared.queued.lock().unwrap().extend(ids.iter().map(|id| (BlobType::Data, *id)));
         let blobs = ids[..2]
             .iter()
-            .map(|id| PackBlob { kind: BlobType::Data, id: *id, offset: 0, length: 40, raw_length: 1 })
+            .map(|id| PackBlob { kind: BlobType::Data, id: *id, offset: 0, length: 40, raw_offset: 0, raw_length: 1 })
             .collect();
         let file = IndexFile { packs: vec![IndexPack { id: PackId(Id([9; 32])), blobs }] };
         save_index(&t.repo, &file, &shared).unwrap();

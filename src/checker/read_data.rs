@@ -1,6 +1,7 @@
 //! `--read-data`: every stored, indexed pack downloaded in 4 MiB pieces, `workers` at a time,
 //! and verified: its BLAKE3 against its name, its header against the index object's list, and
-//! every blob the index places in it opened, decompressed and re-hashed. A pack's problems and
+//! every blob the index places in it taken from its opened (authenticated, decompressed)
+//! bundle and re-hashed. A pack's problems and
 //! lost blobs go into its one [`Damage`] entry.
 
 use super::damage::{Damage, PACK_DAMAGED, Target};
@@ -127,7 +128,8 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
     let mut v = Verdict { pack, problems: Vec::new(), missing: false, lost: Vec::new(), blobs_read: 0, bytes_read: 0 };
     let path = object_path(ObjectKind::Pack, &pack.to_hex());
     let mut order: Vec<&PackBlob> = index.iter().collect();
-    order.sort_by_key(|b| b.offset);
+    order.sort_by_key(|b| (b.offset, b.raw_offset));
+    let mut bundle = LastBundle::default();
     let mut hasher = blake3::Hasher::new();
     let (mut at, mut next, mut first) = (0u64, 0usize, None);
     let mut last = bytes::Bytes::new();
@@ -152,7 +154,7 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
                 verify_blob(b, Err(past_the_end()), &mut v, &mut first);
                 continue;
             };
-            verify_blob(b, blob::open_blob(repo.key(), b.kind, &b.id, &sealed), &mut v, &mut first);
+            verify_blob(b, bundle.verify(repo, b, &sealed), &mut v, &mut first);
         }
         (at, last) = (end, bytes);
     }
@@ -173,6 +175,35 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
     }
     v.problems = problems;
     Ok(v)
+}
+
+/// The bundle opened last (or why it did not open): blobs go by offset, so the blobs of one
+/// bundle are verified one after another and it is opened once.
+#[derive(Default)]
+struct LastBundle {
+    at: Option<(u32, u32, blob::Aad)>,
+    failed: Option<crate::error::FormatError>,
+    plain: Vec<u8>,
+}
+
+impl LastBundle {
+    /// Verifies blob `b`, whose bundle's sealed bytes are `sealed`.
+    fn verify(
+        &mut self,
+        repo: &Repository,
+        b: &PackBlob,
+        sealed: &[u8],
+    ) -> std::result::Result<(), crate::error::FormatError> {
+        let aad = repo.sealing().aad(b.kind, &b.id);
+        if self.at != Some((b.offset, b.length, aad)) {
+            self.at = Some((b.offset, b.length, aad));
+            self.failed = blob::open_bundle(repo.key(), &aad, sealed, &mut self.plain).err();
+        }
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        blob::blob_in(repo.key(), repo.sealing(), &b.id, b.raw_offset, b.raw_length, &self.plain).map(|_| ())
+    }
 }
 
 fn blob_end(b: &PackBlob) -> u64 {
@@ -200,7 +231,7 @@ fn chunk_end(rest: &[&PackBlob], at: u64, size: u64, chunk: u64) -> u64 {
 /// Counts one blob read, and records it as lost if it failed.
 fn verify_blob(
     b: &PackBlob,
-    opened: std::result::Result<Vec<u8>, crate::error::FormatError>,
+    opened: std::result::Result<(), crate::error::FormatError>,
     v: &mut Verdict,
     first: &mut Option<String>,
 ) {
@@ -255,7 +286,7 @@ fn read_header(
 }
 
 fn compare_header(header: &[PackBlob], index: &[PackBlob]) -> Option<String> {
-    let key = |b: &PackBlob| (b.offset, b.length, b.raw_length, b.kind, b.id);
+    let key = |b: &PackBlob| (b.offset, b.length, b.raw_offset, b.raw_length, b.kind, b.id);
     let in_header: HashSet<_> = header.iter().map(key).collect();
     let in_index: HashSet<_> = index.iter().map(key).collect();
     let only_index = in_index.difference(&in_header).count();
@@ -267,21 +298,24 @@ fn compare_header(header: &[PackBlob], index: &[PackBlob]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::{BlobType, seal_blob};
+    use crate::blob::{BlobType, seal_blob, seal_bundle};
     use crate::pack::PackWriter;
     use crate::repo::testing::memory_repo;
     use bytes::Bytes;
 
+    /// Blobs in bundles of 2, 1 and 2: every read size verifies all five; a flipped byte in a
+    /// bundle loses exactly the blobs in it.
     #[test]
-    fn chunked_reads_verify_blobs_that_straddle_chunks() {
+    fn chunked_reads_verify_bundles_that_straddle_chunks() {
         let t = memory_repo();
         let repo = &t.repo;
-        let mut w = PackWriter::new();
-        for i in 0..5u8 {
-            let data = vec![i; 100 + usize::from(i) * 37];
-            let id = repo.key().blob_id(&data);
-            w.add(BlobType::Data, id, &seal_blob(repo.key(), BlobType::Data, &id, &data, 3), data.len() as u32)
-                .unwrap();
+        let mut w = PackWriter::new(repo.sealing());
+        let data: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i) * 37]).collect();
+        for group in [&data[..2], &data[2..3], &data[3..]] {
+            let ids: Vec<(BlobId, u32)> = group.iter().map(|d| (repo.key().blob_id(d), d.len() as u32)).collect();
+            let parts: Vec<&[u8]> = group.iter().map(|d| d.as_slice()).collect();
+            let sealed = seal_bundle(repo.key(), &repo.sealing().aad(BlobType::Data, &ids[0].0), &parts, 3);
+            w.add_bundle(BlobType::Data, &ids, &sealed).unwrap();
         }
         let p = w.finish(repo.key()).unwrap();
         repo.put_pack(&p).unwrap();
@@ -291,16 +325,39 @@ mod tests {
             assert!(v.problems.is_empty(), "chunk {chunk}: {:?}", v.problems);
             assert_eq!((v.blobs_read, v.bytes_read), (5, size));
         }
-        // One flipped byte inside the third blob: the name and that blob fail, nothing else.
-        let mut bytes = p.bytes.clone();
-        bytes[p.blobs[2].offset as usize + 20] ^= 1;
         let path = object_path(ObjectKind::Pack, &p.id.to_hex());
-        repo.backend().delete(&path).unwrap();
-        repo.backend().put_new(&path, Bytes::from(bytes)).unwrap();
-        for chunk in [7, 1 << 20] {
-            let v = read_pack_in(repo, p.id, &p.blobs, size, chunk).unwrap();
-            assert_eq!(v.lost, vec![p.blobs[2].id], "chunk {chunk}");
-            assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        // One flipped byte inside the lone blob's bundle, then inside the last bundle: the name
+        // and the blobs of that bundle fail, nothing else.
+        for (damaged, lost) in [(2, vec![2]), (4, vec![3, 4])] {
+            let mut bytes = p.bytes.clone();
+            bytes[p.blobs[damaged].offset as usize + 20] ^= 1;
+            repo.backend().delete(&path).unwrap();
+            repo.backend().put_new(&path, Bytes::from(bytes)).unwrap();
+            for chunk in [7, 1 << 20] {
+                let v = read_pack_in(repo, p.id, &p.blobs, size, chunk).unwrap();
+                let want: Vec<BlobId> = lost.iter().map(|&i| p.blobs[i].id).collect();
+                assert_eq!(v.lost, want, "chunk {chunk}");
+                assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+            }
         }
+    }
+
+    /// Format 1's single blobs verify the same way.
+    #[test]
+    fn format_one_packs_verify() {
+        let t = crate::repo::testing::memory_repo_of(crate::repo::config::RepoConfig::format_1());
+        let repo = &t.repo;
+        let mut w = PackWriter::new(repo.sealing());
+        for i in 0..3u8 {
+            let data = vec![i; 100];
+            let id = repo.key().blob_id(&data);
+            w.add(BlobType::Data, id, &seal_blob(repo.key(), repo.sealing(), BlobType::Data, &id, &data, 3), 100)
+                .unwrap();
+        }
+        let p = w.finish(repo.key()).unwrap();
+        repo.put_pack(&p).unwrap();
+        let v = read_pack_in(repo, p.id, &p.blobs, p.bytes.len() as u64, 64).unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.blobs_read, 3);
     }
 }

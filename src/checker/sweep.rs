@@ -187,7 +187,8 @@ mod tests {
     #[test]
     fn groups_hold_a_few_mib_and_a_large_tree_goes_alone() {
         let tree = |kib: u32| {
-            let entry = IndexEntry { pack: PackId(Id([0; 32])), offset: 0, length: 0, raw_length: kib << 10 };
+            let entry =
+                IndexEntry { pack: PackId(Id([0; 32])), offset: 0, length: 0, raw_offset: 0, raw_length: kib << 10 };
             (BlobId(Id([0; 32])), entry)
         };
         let located = [tree(1), tree(2), tree(5 << 10), tree(3), tree(2 << 10), tree(2 << 10), tree(1)];

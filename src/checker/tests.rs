@@ -30,7 +30,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
 
 fn add_blob(repo: &Repository, w: &mut PackWriter, kind: BlobType, data: &[u8]) -> BlobId {
     let id = repo.key().blob_id(data);
-    let sealed = blob::seal_blob(repo.key(), kind, &id, data, 3);
+    let sealed = blob::seal_blob(repo.key(), repo.sealing(), kind, &id, data, 3);
     w.add(kind, id, &sealed, data.len() as u32).unwrap();
     id
 }
@@ -66,10 +66,10 @@ fn sample_snapshot(secs: i64, tree: BlobId) -> Snapshot {
 fn fixture() -> Fixture {
     let t = memory_repo();
     let repo = &t.repo;
-    let mut data = PackWriter::new();
+    let mut data = PackWriter::new(repo.sealing());
     let x = add_blob(repo, &mut data, BlobType::Data, &[7u8; 3000]);
     let y = add_blob(repo, &mut data, BlobType::Data, b"second file, not compressible much");
-    let mut trees = PackWriter::new();
+    let mut trees = PackWriter::new(repo.sealing());
     let uploads = add_tree(repo, &mut trees, vec![node("x.pdf", NodeKind::File { content: vec![x] })]);
     let app_tree = add_tree(
         repo,
@@ -223,7 +223,7 @@ fn tampered_snapshot_is_named() {
 fn unindexed_pack_is_a_note_not_damage() {
     let f = fixture();
     let repo = &f.t.repo;
-    let mut w = PackWriter::new();
+    let mut w = PackWriter::new(repo.sealing());
     add_blob(repo, &mut w, BlobType::Data, b"left by an interrupted backup");
     store(repo, w);
     let report = run(repo, true);

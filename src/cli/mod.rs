@@ -85,6 +85,9 @@ pub(crate) struct WriteSettings {
     /// zstd level 1-19 (higher: smaller and slower)
     #[arg(long)]
     compression_level: Option<i32>,
+    /// Seal neighbouring small chunks together up to this many bytes, e.g. 128K (0: each alone)
+    #[arg(long, value_parser = parse_size)]
+    bundle_size: Option<u32>,
 }
 
 impl WriteSettings {
@@ -98,6 +101,7 @@ impl WriteSettings {
         }
         config.pack_size = self.pack_size.unwrap_or(config.pack_size);
         config.zstd_level = self.compression_level.unwrap_or(config.zstd_level);
+        config.bundle_size = self.bundle_size.unwrap_or(config.bundle_size);
         config.validate().map_err(|e| Error::Usage(e.to_string()))?;
         Ok(config)
     }

@@ -2,7 +2,7 @@
 //! repository id, under the user's cache directory. It is never the truth.
 //!
 //! Keys: `b || type (1) || blob id (32)` -> `pack id (32) || offset u32 || length u32 ||
-//! raw_length u32` (LE); `i || index id (32)` -> empty, for each index object mirrored; and
+//! raw_offset u32 || raw_length u32` (LE); `i || index id (32)` -> empty, for each index object mirrored; and
 //! `v` -> the cache layout version. Each index object goes in with its `i` key in one atomic
 //! write batch. On open, [`IndexCache::sync`] lists the repository's index objects: new ones are
 //! added; if the cache names one the repository no longer has, or the cache is unreadable, it
@@ -18,7 +18,8 @@ use crate::pack::PackBlob;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-const LAYOUT_VERSION: &[u8] = b"1";
+/// Layout 2 added `raw_offset`; a cache of another layout is rebuilt.
+const LAYOUT_VERSION: &[u8] = b"2";
 
 pub struct IndexCache {
     db: rocksdb::DB,
@@ -105,23 +106,30 @@ fn index_key(id: &IndexId) -> [u8; 33] {
     k
 }
 
-fn encode_entry(e: &IndexEntry) -> [u8; 44] {
-    let mut v = [0u8; 44];
+fn encode_entry(e: &IndexEntry) -> [u8; 48] {
+    let mut v = [0u8; 48];
     v[..32].copy_from_slice(e.pack.as_bytes());
     v[32..36].copy_from_slice(&e.offset.to_le_bytes());
     v[36..40].copy_from_slice(&e.length.to_le_bytes());
-    v[40..44].copy_from_slice(&e.raw_length.to_le_bytes());
+    v[40..44].copy_from_slice(&e.raw_offset.to_le_bytes());
+    v[44..48].copy_from_slice(&e.raw_length.to_le_bytes());
     v
 }
 
 fn decode_entry(v: &[u8]) -> Option<IndexEntry> {
-    if v.len() != 44 {
+    if v.len() != 48 {
         return None;
     }
     let mut pack = [0u8; 32];
     pack.copy_from_slice(&v[..32]);
     let u32_at = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
-    Some(IndexEntry { pack: PackId(Id(pack)), offset: u32_at(32), length: u32_at(36), raw_length: u32_at(40) })
+    Some(IndexEntry {
+        pack: PackId(Id(pack)),
+        offset: u32_at(32),
+        length: u32_at(36),
+        raw_offset: u32_at(40),
+        raw_length: u32_at(44),
+    })
 }
 
 /// Deletes the empty write-ahead logs of earlier opens, all but the newest (this open's).
@@ -226,8 +234,7 @@ impl IndexCache {
         entries.sort_by_key(|(_, b)| (b.kind.to_byte(), b.id));
         let mut batch = rocksdb::WriteBatch::default();
         for (pack, b) in entries {
-            let e = IndexEntry { pack: *pack, offset: b.offset, length: b.length, raw_length: b.raw_length };
-            batch.put(blob_key(b.kind, &b.id), encode_entry(&e));
+            batch.put(blob_key(b.kind, &b.id), encode_entry(&IndexEntry::of(*pack, b)));
         }
         batch.put(index_key(id), b"");
         self.db.write_opt(batch, &write_options()).map_err(|e| cache_err(&self.path, e))

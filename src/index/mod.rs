@@ -11,17 +11,24 @@ use crate::error::Result;
 use crate::id::{BlobId, IndexId, PackId};
 use std::collections::HashMap;
 
-/// Where one blob is stored.
+/// Where one blob is stored: the sealed bundle that holds it (`offset`, `length` in `pack`) and
+/// its place in the bundle's plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     pub pack: PackId,
     pub offset: u32,
     pub length: u32,
+    pub raw_offset: u32,
     pub raw_length: u32,
 }
 
 impl IndexEntry {
-    /// The sealed blob's bytes within its pack.
+    /// The entry a pack's (or an index object's) blob record gives.
+    pub fn of(pack: PackId, b: &crate::pack::PackBlob) -> IndexEntry {
+        IndexEntry { pack, offset: b.offset, length: b.length, raw_offset: b.raw_offset, raw_length: b.raw_length }
+    }
+
+    /// The sealed bundle's bytes within its pack.
     pub fn range(&self) -> std::ops::Range<u64> {
         u64::from(self.offset)..u64::from(self.offset) + u64::from(self.length)
     }

@@ -1,17 +1,23 @@
 //! RepoConfig: the format version, the repository id, chunker parameters for file trees and for
-//! streamed inputs, the target pack size and the zstd level. Sealed at `config`.
+//! streamed inputs, the target pack size, the zstd level and (format 2) the target bundle size.
+//! Sealed at `config`.
 //!
 //! Every value is checked on decode against the ranges cairn supports, so a damaged or hostile
-//! config cannot make the chunker or packer misbehave.
+//! config cannot make the chunker or packer misbehave. Config version 1 belongs to format 1
+//! and has no bundle size; version 2 to format 2.
 
 use crate::codec;
 use crate::error::FormatError;
 use crate::id::Id;
 use serde::{Deserialize, Serialize};
 
-pub const CONFIG_VERSION: u8 = 1;
-/// The repository format this cairn writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The config version format 2 writes.
+pub const CONFIG_VERSION: u8 = 2;
+/// The config version of format 1 (no bundle size).
+pub const CONFIG_V1: u8 = 1;
+/// The repository format `init` creates. This cairn reads and writes formats 1 and 2; it keeps
+/// writing format 1 into a format-1 repository, so older cairns can still read it.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MAX_CONFIG_LEN: u64 = 64 * 1024;
 
 /// FastCDC (2020, normalization level 1) sizes in bytes.
@@ -70,11 +76,32 @@ pub struct RepoConfig {
     /// A pack is finished once its blobs reach this many bytes.
     pub pack_size: u32,
     pub zstd_level: i32,
+    /// Format 2: data blobs are sealed together in bundles of about this many plaintext bytes
+    /// (a blob as large or larger is a bundle of its own; 0: every blob alone). Always 0 in
+    /// format 1. Readers never need it.
+    pub bundle_size: u32,
+}
+
+/// The fields of a version-1 config: [`RepoConfig`] without `bundle_size`.
+#[derive(Serialize, Deserialize)]
+struct ConfigV1 {
+    format_version: u32,
+    id: Id,
+    chunker_files: ChunkerParams,
+    chunker_streams: ChunkerParams,
+    pack_size: u32,
+    zstd_level: i32,
 }
 
 impl RepoConfig {
     pub const MIN_PACK_SIZE: u32 = 64 * 1024;
     pub const MAX_PACK_SIZE: u32 = 1024 * 1024 * 1024;
+    pub const MAX_BUNDLE_SIZE: u32 = 16 * 1024 * 1024;
+    /// Bundles of 128 KiB: on the bench corpus, sealing the 700 MB dump's 4 KiB chunks in
+    /// bundles instead of one by one took a third of the CPU time and stored 10% fewer bytes,
+    /// and opening them took 40% less; the file tree's small files sealed in 37% less time.
+    /// 32 KiB bundles left half of that gain, 512 KiB added nothing (repo-format.md section 6).
+    pub const BUNDLE_SIZE: u32 = 128 * 1024;
 
     pub fn new() -> RepoConfig {
         RepoConfig {
@@ -86,15 +113,38 @@ impl RepoConfig {
             // Level 1: the file tree backs up 25% faster than at 3 for 7% more bytes, and the
             // dumps' small chunks come out smaller than at 3 (repo-format.md section 9).
             zstd_level: 1,
+            bundle_size: Self::BUNDLE_SIZE,
         }
     }
 
+    /// A new config of format 1 (for tests of format-1 repositories).
+    pub fn format_1() -> RepoConfig {
+        RepoConfig { format_version: 1, bundle_size: 0, ..RepoConfig::new() }
+    }
+
+    /// How this repository's blobs are sealed.
+    pub fn sealing(&self) -> crate::blob::Sealing {
+        crate::blob::Sealing::for_format(self.format_version)
+    }
+
     pub fn validate(&self) -> Result<(), FormatError> {
-        if self.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(FormatError::invalid(
                 "config",
-                format!("repository format {} (this cairn reads {FORMAT_VERSION}); upgrade cairn", self.format_version),
+                format!(
+                    "repository format {} (this cairn reads 1 to {FORMAT_VERSION}); upgrade cairn",
+                    self.format_version
+                ),
             ));
+        }
+        if self.format_version == 1 && self.bundle_size != 0 {
+            return Err(FormatError::invalid(
+                "config",
+                "a format-1 repository stores every blob alone: bundles need format 2",
+            ));
+        }
+        if self.bundle_size > Self::MAX_BUNDLE_SIZE {
+            return Err(FormatError::invalid("config", format!("bundle size {} out of range", self.bundle_size)));
         }
         self.chunker_files.validate()?;
         self.chunker_streams.validate()?;
@@ -107,13 +157,46 @@ impl RepoConfig {
         Ok(())
     }
 
+    /// Version 1 for format 1, else version 2.
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(CONFIG_VERSION, self)
+        if self.format_version != 1 {
+            return codec::encode(CONFIG_VERSION, self);
+        }
+        let v1 = ConfigV1 {
+            format_version: self.format_version,
+            id: self.id,
+            chunker_files: self.chunker_files,
+            chunker_streams: self.chunker_streams,
+            pack_size: self.pack_size,
+            zstd_level: self.zstd_level,
+        };
+        codec::encode(CONFIG_V1, &v1)
     }
 
+    /// Decodes either version; a version-1 config must say format 1, a version-2 one format 2.
     pub fn decode(bytes: &[u8]) -> Result<RepoConfig, FormatError> {
-        let config: RepoConfig = codec::decode("config", CONFIG_VERSION, MAX_CONFIG_LEN, bytes)?;
+        let (config, format) = if bytes.first() == Some(&CONFIG_V1) {
+            let v1: ConfigV1 = codec::decode("config", CONFIG_V1, MAX_CONFIG_LEN, bytes)?;
+            let config = RepoConfig {
+                format_version: v1.format_version,
+                id: v1.id,
+                chunker_files: v1.chunker_files,
+                chunker_streams: v1.chunker_streams,
+                pack_size: v1.pack_size,
+                zstd_level: v1.zstd_level,
+                bundle_size: 0,
+            };
+            (config, 1)
+        } else {
+            (codec::decode::<RepoConfig>("config", CONFIG_VERSION, MAX_CONFIG_LEN, bytes)?, 2)
+        };
         config.validate()?;
+        if config.format_version != format {
+            return Err(FormatError::invalid(
+                "config",
+                format!("config version {format} for repository format {}", config.format_version),
+            ));
+        }
         Ok(config)
     }
 }
@@ -135,9 +218,13 @@ mod tests {
             let _ = RepoConfig::decode(&bytes);
         }
         #[test]
-        fn round_trip(level in 1i32..=19, pack in RepoConfig::MIN_PACK_SIZE..RepoConfig::MAX_PACK_SIZE) {
-            let c = RepoConfig { zstd_level: level, pack_size: pack, ..RepoConfig::new() };
+        fn round_trip(level in 1i32..=19, pack in RepoConfig::MIN_PACK_SIZE..RepoConfig::MAX_PACK_SIZE, bundle in 0..=RepoConfig::MAX_BUNDLE_SIZE) {
+            let c = RepoConfig { zstd_level: level, pack_size: pack, bundle_size: bundle, ..RepoConfig::new() };
             prop_assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
+            let c = RepoConfig { zstd_level: level, pack_size: pack, ..RepoConfig::format_1() };
+            let encoded = c.encode();
+            prop_assert_eq!(encoded[0], CONFIG_V1);
+            prop_assert_eq!(RepoConfig::decode(&encoded).unwrap(), c);
         }
     }
 
@@ -146,7 +233,14 @@ mod tests {
         let mut c = RepoConfig::new();
         c.chunker_files.avg = 3;
         assert!(RepoConfig::decode(&c.encode()).is_err());
-        let c = RepoConfig { format_version: 2, ..RepoConfig::new() };
+        let c = RepoConfig { format_version: 3, ..RepoConfig::new() };
+        assert!(RepoConfig::decode(&c.encode()).unwrap_err().to_string().contains("upgrade cairn"));
+        let c = RepoConfig { bundle_size: RepoConfig::MAX_BUNDLE_SIZE + 1, ..RepoConfig::new() };
         assert!(RepoConfig::decode(&c.encode()).is_err());
+        let c = RepoConfig { bundle_size: 4096, ..RepoConfig::format_1() };
+        assert!(c.validate().is_err());
+        // A version-2 config claiming format 1 (or the reverse) is refused.
+        let v2_saying_1 = codec::encode(CONFIG_VERSION, &RepoConfig { bundle_size: 0, ..RepoConfig::format_1() });
+        assert!(RepoConfig::decode(&v2_saying_1).is_err());
     }
 }

@@ -167,6 +167,12 @@ impl Repository {
         self.config.chunker_streams = settings.chunker_streams;
         self.config.pack_size = settings.pack_size;
         self.config.zstd_level = settings.zstd_level;
+        self.config.bundle_size = settings.bundle_size;
+    }
+
+    /// How this repository's blobs are sealed (its format's rule).
+    pub fn sealing(&self) -> blob::Sealing {
+        self.config.sealing()
     }
 
     pub fn key(&self) -> &MasterKey {
@@ -261,7 +267,10 @@ impl Repository {
     /// Stores an index object and mirrors it into the cache. Every pack it names must already
     /// be stored.
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        let id = IndexId(self.save_named(ObjectKind::Index, &file.encode())?);
+        let plain = file
+            .encode(self.sealing())
+            .map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Index, "being written"), e))?;
+        let id = IndexId(self.save_named(ObjectKind::Index, &plain)?);
         if let Some(loaded) = &self.index {
             loaded.cache.add(&id, file)?;
         }
@@ -370,22 +379,31 @@ impl Repository {
             .map_err(|e| missing_or(e, ObjectKind::Pack, &name))
     }
 
-    /// Opens one stored blob, given where it is. Only verified plaintext comes back.
+    /// Opens one stored blob, given where it is and its bundle's sealed bytes. Only verified
+    /// plaintext comes back.
     pub fn open_blob_at(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-        blob::open_blob(&self.key, kind, id, sealed).map_err(|e| blob_damaged(kind, id, &entry.pack, e))
+        blob::open_blob(&self.key, self.sealing(), kind, id, entry.raw_offset, entry.raw_length, sealed)
+            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
     }
 
-    /// [`open_blob_at`](Self::open_blob_at) into `out`, which has the length the index
-    /// promised; `out` holds the verified plaintext only if this returns `Ok`.
-    pub fn open_blob_into(
+    /// Authenticates and decompresses the bundle holding blob `id` (its sealed bytes are
+    /// `sealed`) into `out`; take its blobs with [`blob_in`](Self::blob_in).
+    pub fn open_bundle(
         &self,
         kind: BlobType,
         id: &BlobId,
         entry: &IndexEntry,
         sealed: &[u8],
-        out: &mut [u8],
+        out: &mut Vec<u8>,
     ) -> Result<()> {
-        blob::open_blob_into(&self.key, kind, id, sealed, out).map_err(|e| blob_damaged(kind, id, &entry.pack, e))
+        blob::open_bundle(&self.key, &self.sealing().aad(kind, id), sealed, out)
+            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
+    }
+
+    /// Blob `id`'s bytes in its opened bundle, verified against its id.
+    pub fn blob_in<'b>(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]> {
+        blob::blob_in(&self.key, self.sealing(), id, entry.raw_offset, entry.raw_length, bundle)
+            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
     }
 
     /// Reads one blob through the index.

@@ -2,15 +2,15 @@
 //! are written.
 //!
 //! Three things overlap: this thread looks blobs up in sorted batches and cuts them into *runs*
-//! (neighbouring blobs of one pack, read with one request); worker threads read runs and open
-//! (authenticate, decompress, re-hash) their blobs; this thread writes finished runs in order
-//! while the workers go on. At most [`IN_FLIGHT_PER_WORKER`] runs per worker are planned but
+//! (neighbouring blobs of one pack, read with one request); worker threads read runs, open
+//! (authenticate, decompress) each bundle once and re-hash the blobs they take from it; this
+//! thread writes finished runs in order while the workers go on. At most [`IN_FLIGHT_PER_WORKER`] runs per worker are planned but
 //! not yet written, and a run holds at most [`RUN_SEALED`] sealed and [`RUN_RAW`] plain bytes,
 //! so memory follows these settings, not the size of the file. Everything before the first bad
 //! or missing blob is written; nothing after it.
 
-use super::PackSource;
 use super::plan::TreeSource;
+use super::{LastBundle, PackSource};
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
 use crate::id::BlobId;
 use crate::index::IndexEntry;
@@ -80,9 +80,10 @@ pub(crate) fn dump_from(
         for _ in 0..workers {
             let (job_rx, done_tx, spare_rx) = (job_rx.clone(), done_tx.clone(), spare_rx.clone());
             s.spawn(move || {
+                let mut bundle = LastBundle::default();
                 for (seq, run) in job_rx {
                     let buf = spare_rx.try_recv().unwrap_or_default();
-                    if done_tx.send((seq, open_run(packs, &run, buf))).is_err() {
+                    if done_tx.send((seq, open_run(packs, &run, buf, &mut bundle))).is_err() {
                         break;
                     }
                 }
@@ -171,11 +172,13 @@ impl Planner<'_> {
     }
 }
 
-/// Cuts blobs, in file order, into segments of bounded size.
+/// Cuts blobs, in file order, into segments of bounded size. A bundle's sealed bytes count
+/// once for the blobs that follow each other in it.
 fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeque<Item> {
     let mut items = VecDeque::new();
     let mut run: Vec<(BlobId, IndexEntry)> = Vec::new();
     let (mut raw, mut sealed) = (0u64, 0u64);
+    let mut last_bundle = None;
     for (id, entry) in blobs {
         let Some(entry) = entry else {
             if !run.is_empty() {
@@ -185,13 +188,16 @@ fn cut_runs(blobs: impl Iterator<Item = (BlobId, Option<IndexEntry>)>) -> VecDeq
             // Nothing after a missing blob is written, so nothing after it is planned.
             return items;
         };
-        let full = raw + u64::from(entry.raw_length) > SEGMENT_RAW || sealed + u64::from(entry.length) > SEGMENT_SEALED;
+        let bundle = Some((entry.pack, entry.offset));
+        let more_sealed = if bundle == last_bundle { 0 } else { u64::from(entry.length) };
+        last_bundle = bundle;
+        let full = raw + u64::from(entry.raw_length) > SEGMENT_RAW || sealed + more_sealed > SEGMENT_SEALED;
         if full && !run.is_empty() {
             items.push_back(Item::Run(Run { blobs: std::mem::take(&mut run) }));
-            (raw, sealed) = (0, 0);
+            (raw, sealed) = (0, u64::from(entry.length) - more_sealed);
         }
         raw += u64::from(entry.raw_length);
-        sealed += u64::from(entry.length);
+        sealed += more_sealed;
         run.push((id, entry));
     }
     if !run.is_empty() {
@@ -220,10 +226,11 @@ fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
     reads
 }
 
-/// Reads one segment and opens its blobs straight into `buf` (reused: its old contents are
-/// overwritten), each at its place in file order; returns the plaintext up to the first blob
-/// that fails, and why it failed.
-fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>) -> Opened {
+/// Reads one segment and copies its blobs, each verified, into `buf` (reused: its old contents
+/// are overwritten), each at its place in file order; returns the plaintext up to the first blob
+/// that fails, and why it failed. Reads go by offset, so the blobs of one bundle come one after
+/// another and `bundle` opens it once.
+fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>, bundle: &mut LastBundle) -> Opened {
     // The first failure in file order: (position, error). Blobs from it on are not opened.
     let mut first: Option<(usize, Error)> = None;
     // Where each blob starts in `buf`, and where the last one ends.
@@ -260,7 +267,12 @@ fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>) -> Opened {
                     let from = usize::try_from(u64::from(e.offset) - start).unwrap_or(usize::MAX);
                     let sealed = from.checked_add(e.length as usize).and_then(|to| bytes.get(from..to));
                     let opened = match sealed {
-                        Some(sealed) => packs.open_data_into(id, e, sealed, &mut buf[starts[i]..starts[i + 1]]),
+                        Some(sealed) => bundle.blob(packs, id, e, sealed).and_then(|plain| {
+                            let to = buf.get_mut(starts[i]..starts[i + 1]).filter(|to| to.len() == plain.len());
+                            let to = to.ok_or_else(|| Error::Usage("internal: a blob's place in its run".into()))?;
+                            to.copy_from_slice(plain);
+                            Ok(())
+                        }),
                         None => Err(Error::Missing { object: ObjectRef::new(ObjectKind::Pack, pack.to_hex()) }),
                     };
                     if let Err(err) = opened {
@@ -290,7 +302,7 @@ mod tests {
     use crate::id::{Id, PackId};
 
     fn entry(pack: u8, offset: u32, length: u32) -> Option<IndexEntry> {
-        Some(IndexEntry { pack: PackId(Id([pack; 32])), offset, length, raw_length: length * 3 })
+        Some(IndexEntry { pack: PackId(Id([pack; 32])), offset, length, raw_offset: 0, raw_length: length * 3 })
     }
 
     fn shape(items: &VecDeque<Item>) -> Vec<usize> {

@@ -2,8 +2,8 @@
 //!
 //! Three stages per batch (restic's restorer): `plan.rs` walks the trees, creates directories
 //! and groups every file's blobs by pack; here N workers each take a pack, read its coalesced
-//! ranges, open (authenticate, decompress, re-hash) every blob and only then write its bytes at
-//! each place that needs them; `write.rs` removes files that could not be completed and applies
+//! ranges, open (authenticate, decompress) each bundle once, re-hash every blob taken from it
+//! and only then write its bytes at each place that needs them; `write.rs` removes files that could not be completed and applies
 //! attributes, directories last and deepest first. A damaged blob or unreadable pack fails only
 //! the files that need it: they are removed and listed in [`RestoreSummary::failed`].
 
@@ -55,14 +55,46 @@ pub struct RestoreSummary {
     pub failed: Vec<(PathBuf, String)>,
 }
 
-/// What the workers read: ranges of packs, and blobs opened from their sealed bytes.
+/// What the workers read: ranges of packs, and data blobs opened from their bundles' sealed
+/// bytes.
 pub(crate) trait PackSource: Sync {
     fn read_range(&self, pack: &PackId, range: Range<u64>) -> Result<Bytes>;
-    /// Authenticates, decompresses and re-hashes one data blob; only verified bytes come back.
-    fn open_data(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>>;
-    /// [`open_data`](Self::open_data) into `out`, whose length is the entry's plaintext length
-    /// (a blob of another length is damaged); `out` holds verified bytes only on `Ok`.
-    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()>;
+    /// Authenticates and decompresses the bundle holding data blob `id` (its sealed bytes are
+    /// `sealed`) into `out`. Nothing in it is verified yet: take blobs with
+    /// [`data_in`](Self::data_in).
+    fn open_data_bundle(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut Vec<u8>) -> Result<()>;
+    /// Data blob `id`'s bytes (exactly `entry.raw_length` of them) in its opened bundle, only if
+    /// they hash to `id`.
+    fn data_in<'b>(&self, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]>;
+}
+
+/// The bundle a worker opened last, kept while the blobs it wants from it follow one another
+/// (planning puts the blobs of one bundle side by side), so each bundle is opened once.
+#[derive(Default)]
+pub(crate) struct LastBundle {
+    at: Option<(PackId, u32)>,
+    plain: Vec<u8>,
+}
+
+impl LastBundle {
+    /// Blob `id`'s verified bytes, its bundle opened from `sealed` unless it is the one open.
+    pub fn blob<'s>(
+        &'s mut self,
+        src: &dyn PackSource,
+        id: &BlobId,
+        entry: &IndexEntry,
+        sealed: &[u8],
+    ) -> Result<&'s [u8]> {
+        let at = (entry.pack, entry.offset);
+        if self.at != Some(at) {
+            // A bundle that fails to open is tried again for its next blob, which then fails
+            // with its own error: damage is rare, and each blob's error names the blob.
+            self.at = None;
+            src.open_data_bundle(id, entry, sealed, &mut self.plain)?;
+            self.at = Some(at);
+        }
+        src.data_in(id, entry, &self.plain)
+    }
 }
 
 impl TreeSource for Repository {
@@ -81,11 +113,11 @@ impl PackSource for Repository {
     fn read_range(&self, pack: &PackId, range: Range<u64>) -> Result<Bytes> {
         self.read_pack_range(pack, range)
     }
-    fn open_data(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.open_blob_at(BlobType::Data, id, entry, sealed)
+    fn open_data_bundle(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.open_bundle(BlobType::Data, id, entry, sealed, out)
     }
-    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()> {
-        self.open_blob_into(BlobType::Data, id, entry, sealed, out)
+    fn data_in<'b>(&self, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]> {
+        self.blob_in(BlobType::Data, id, entry, bundle)
     }
 }
 
@@ -171,14 +203,15 @@ fn fail_all(failures: &[OnceLock<String>], range: &ReadRange, reason: &str) {
     }
 }
 
-/// Reads one pack range by range; at most one range of sealed bytes and one opened blob are in
-/// memory at a time.
+/// Reads one pack range by range; at most one range of sealed bytes and one opened bundle are
+/// in memory at a time.
 fn restore_pack(
     src: &dyn PackSource,
     pack: &PackPlan,
     writer: &mut write::FileWriter<'_>,
     failures: &[OnceLock<String>],
 ) {
+    let mut bundle = LastBundle::default();
     for range in &pack.ranges {
         let bytes = match src.read_range(&pack.pack, range.start..range.end) {
             Ok(bytes) => bytes,
@@ -192,7 +225,7 @@ fn restore_pack(
             if !alive() {
                 continue;
             }
-            let plain = match open_in_range(src, &pack.pack, range, &bytes, blob) {
+            let plain = match open_in_range(src, &mut bundle, &pack.pack, range, &bytes, blob) {
                 Ok(plain) => plain,
                 Err(reason) => {
                     blob.targets.iter().for_each(|(file, _)| fail(failures, *file, &reason));
@@ -202,7 +235,7 @@ fn restore_pack(
             // An all-zero blob stays a hole (the writer skips it): the file gets its length last.
             for (file, offset) in &blob.targets {
                 if failures.get(*file).is_some_and(|f| f.get().is_none())
-                    && let Err(reason) = writer.write(*file, *offset, &plain)
+                    && let Err(reason) = writer.write(*file, *offset, plain)
                 {
                     fail(failures, *file, &reason);
                 }
@@ -211,32 +244,24 @@ fn restore_pack(
     }
 }
 
-/// Cuts one blob out of a read range and opens it; its plaintext must have the length the
-/// index promised, since the file offsets of the blobs after it were computed from it.
-fn open_in_range(
+/// Cuts one blob's bundle out of a read range and takes the blob from it (opening the bundle
+/// unless it is the one open); the blob has the length the index promised, since the file
+/// offsets of the blobs after it were computed from it.
+fn open_in_range<'b>(
     src: &dyn PackSource,
+    bundle: &'b mut LastBundle,
     pack: &PackId,
     range: &ReadRange,
     bytes: &Bytes,
     blob: &plan::BlobUse,
-) -> Result<Vec<u8>, String> {
+) -> Result<&'b [u8], String> {
     let start = u64::from(blob.entry.offset) - range.start;
     let end = start + u64::from(blob.entry.length);
     let sealed =
         usize::try_from(start).ok().zip(usize::try_from(end).ok()).and_then(|(s, e)| bytes.get(s..e)).ok_or_else(
             || format!("pack {} is shorter than the index says (blob {})", pack.to_hex(), blob.id.to_hex()),
         )?;
-    let plain = src.open_data(&blob.id, &blob.entry, sealed).map_err(|e| e.to_string())?;
-    if plain.len() as u64 != u64::from(blob.entry.raw_length) {
-        return Err(format!(
-            "data blob {} in pack {} has {} bytes, the index says {}",
-            blob.id.to_hex(),
-            pack.to_hex(),
-            plain.len(),
-            blob.entry.raw_length
-        ));
-    }
-    Ok(plain)
+    bundle.blob(src, &blob.id, &blob.entry, sealed).map_err(|e| e.to_string())
 }
 
 /// Finds the node at `path` ("db.sql", "/home/x/file", components separated by '/') below

@@ -438,7 +438,7 @@ mod tests {
     use crate::id::Id;
 
     fn blob(n: u8, offset: u32, length: u32) -> BlobUse {
-        let entry = IndexEntry { pack: PackId(Id([1; 32])), offset, length, raw_length: length };
+        let entry = IndexEntry { pack: PackId(Id([1; 32])), offset, length, raw_offset: 0, raw_length: length };
         BlobUse { id: BlobId(Id([n; 32])), entry, targets: vec![(0, 0)] }
     }
 

@@ -2,7 +2,7 @@
 //! lost packs, entries already in the target, and trees nested past the limit.
 
 use super::*;
-use crate::blob::seal_blob;
+use crate::blob::{seal_blob, seal_bundle};
 use crate::error::{ObjectKind, ObjectRef};
 use crate::index::file::{IndexFile, IndexPack};
 use crate::pack::PackWriter;
@@ -15,7 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-/// An in-memory repository plus a pack being filled with blobs.
+/// An in-memory repository (format 2) plus a pack being filled with blobs: a file's new blobs
+/// in one bundle, as backup seals them, and every tree alone.
 struct Fixture {
     t: TestRepo,
     pack: PackWriter,
@@ -24,7 +25,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { t: memory_repo(), pack: PackWriter::new(), added: HashSet::new() }
+        let t = memory_repo();
+        let pack = PackWriter::new(t.repo.sealing());
+        Fixture { t, pack, added: HashSet::new() }
     }
 
     fn repo(&self) -> &Repository {
@@ -35,14 +38,29 @@ impl Fixture {
         let key = self.t.repo.key();
         let id = key.blob_id(data);
         if self.added.insert(id) {
-            let sealed = seal_blob(key, kind, &id, data, 3);
+            let sealed = seal_blob(key, self.t.repo.sealing(), kind, &id, data, 3);
             self.pack.add(kind, id, &sealed, data.len() as u32).unwrap();
         }
         id
     }
 
+    /// Data blobs sealed together in one bundle (those not stored yet).
+    fn bundle(&mut self, parts: &[&[u8]]) -> Vec<BlobId> {
+        let key = self.t.repo.key();
+        let ids: Vec<BlobId> = parts.iter().map(|p| key.blob_id(p)).collect();
+        let new: Vec<(BlobId, &[u8])> =
+            ids.iter().zip(parts).filter(|(id, _)| self.added.insert(**id)).map(|(id, p)| (*id, *p)).collect();
+        if let Some((first, _)) = new.first() {
+            let aad = self.t.repo.sealing().aad(BlobType::Data, first);
+            let sealed = seal_bundle(key, &aad, &new.iter().map(|(_, p)| *p).collect::<Vec<_>>(), 3);
+            let blobs: Vec<(BlobId, u32)> = new.iter().map(|(id, p)| (*id, p.len() as u32)).collect();
+            self.pack.add_bundle(BlobType::Data, &blobs, &sealed).unwrap();
+        }
+        ids
+    }
+
     fn file(&mut self, parts: &[&[u8]]) -> NodeKind {
-        NodeKind::File { content: parts.iter().map(|p| self.blob(BlobType::Data, p)).collect() }
+        NodeKind::File { content: self.bundle(parts) }
     }
 
     fn tree(&mut self, nodes: Vec<Node>) -> BlobId {
@@ -51,7 +69,8 @@ impl Fixture {
 
     /// Stores the pending pack and indexes it; `damage` flips a byte inside that blob.
     fn flush(&mut self, damage: Option<BlobId>) -> PackId {
-        let mut pack = std::mem::take(&mut self.pack).finish(self.t.repo.key()).unwrap();
+        let fresh = PackWriter::new(self.t.repo.sealing());
+        let mut pack = std::mem::replace(&mut self.pack, fresh).finish(self.t.repo.key()).unwrap();
         if let Some(bad) = damage {
             let b = pack.blobs.iter().find(|b| b.id == bad).unwrap();
             pack.bytes[b.offset as usize + 30] ^= 1;
@@ -317,11 +336,11 @@ impl PackSource for LosePack<'_> {
         }
         self.repo.read_pack_range(pack, range)
     }
-    fn open_data(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.repo.open_data(id, entry, sealed)
+    fn open_data_bundle(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.repo.open_data_bundle(id, entry, sealed, out)
     }
-    fn open_data_into(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut [u8]) -> Result<()> {
-        self.repo.open_data_into(id, entry, sealed, out)
+    fn data_in<'b>(&self, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]> {
+        self.repo.data_in(id, entry, bundle)
     }
 }
 
@@ -387,11 +406,13 @@ fn dump_keeps_order_across_packs_and_stops_at_a_missing_blob() {
     let mut f = Fixture::new();
     let mut content = Vec::new();
     let mut expect = Vec::new();
-    for i in 0..40u32 {
-        let part = format!("part {i} ").repeat(1 + i as usize % 7);
-        content.push(f.blob(BlobType::Data, part.as_bytes()));
-        expect.extend_from_slice(part.as_bytes());
-        if i % 9 == 8 {
+    // Bundles of three, packs of nine: a bundle may span two runs or two reads.
+    for i in (0..40u32).step_by(3) {
+        let parts: Vec<String> =
+            (i..(i + 3).min(40)).map(|i| format!("part {i} ").repeat(1 + i as usize % 7)).collect();
+        content.extend(f.bundle(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>()));
+        parts.iter().for_each(|p| expect.extend_from_slice(p.as_bytes()));
+        if i % 9 == 6 {
             f.flush(None);
         }
     }
@@ -436,4 +457,30 @@ fn dump_refuses_a_damaged_blob_before_writing_it() {
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert_eq!(out, b"first part;");
     }
+}
+
+/// A damaged bundle fails every blob in it, and only those: dump writes up to the first.
+#[test]
+fn a_damaged_bundle_fails_all_its_blobs() {
+    let mut f = Fixture::new();
+    let ok = f.bundle(&[b"kept ", b"whole "]);
+    let bad = f.bundle(&[b"lost one ", b"lost two "]);
+    f.flush(Some(bad[1]));
+    let n = node(b"f", NodeKind::File { content: [ok.clone(), bad.clone()].concat() }, 0o100644, (1, 0));
+    let mut out = Vec::new();
+    assert!(matches!(dump(f.repo(), &n, &mut out).unwrap_err(), Error::Corrupt { .. }));
+    assert_eq!(out, b"kept whole ");
+    let files = vec![
+        node(b"ok", NodeKind::File { content: ok }, 0o100644, (1, 0)),
+        node(b"one", NodeKind::File { content: vec![bad[0]] }, 0o100644, (1, 0)),
+        node(b"two", NodeKind::File { content: vec![bad[1]] }, 0o100644, (1, 0)),
+    ];
+    let root = f.tree(files);
+    f.flush(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = restore(f.repo(), &root, &opts(tmp.path())).unwrap();
+    assert_eq!(fs::read(tmp.path().join("ok")).unwrap(), b"kept whole ");
+    let mut failed: Vec<&str> = summary.failed.iter().map(|(p, _)| p.file_name().unwrap().to_str().unwrap()).collect();
+    failed.sort();
+    assert_eq!(failed, ["one", "two"]);
 }

@@ -15,6 +15,7 @@ fn file(pack: u8, blobs: &[u8]) -> IndexFile {
                     id: BlobId(Id([*b; 32])),
                     offset: u32::from(*b),
                     length: 50,
+                    raw_offset: u32::from(*b) % 3,
                     raw_length: 7,
                 })
                 .collect(),

@@ -1,8 +1,10 @@
-//! The golden repository of format version 1 (`tests/fixtures/repo-v1`, password "fixture"),
-//! written once by cairn 0.1.0: every later cairn must check it clean and restore each of its
-//! snapshots to exactly the manifest in `tests/fixtures/repo-v1-expected/<snapshot>.manifest`.
-//! Never regenerate it to make this test pass: a failure here means old backups broke.
-//! (`cargo test --test fixtures_v1 -- --ignored write_fixture` writes it, for a new version.)
+//! The golden repositories, one per format version (`tests/fixtures/repo-v<N>`, password
+//! "fixture"), each written once by the cairn that introduced the version: every later cairn
+//! must check them clean and restore each of their snapshots to exactly the manifest in
+//! `tests/fixtures/repo-v<N>-expected/<snapshot>.manifest`. Never regenerate one to make this
+//! test pass: a failure here means old backups broke. (`cargo test --test fixtures -- --ignored
+//! write_fixture` writes the one of the format this cairn creates, for a new version.) And a
+//! backup into the format-1 repository must leave it readable by cairn 0.1: still format 1.
 
 // Helpers outside #[test] functions panic on failure too: this is test code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,8 +17,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const FIXTURE_PASSWORD: &str = "fixture";
-/// Where the fixture's sources were; restored paths lie below it.
-const SOURCE: &str = "/tmp/cairn-fixture-v1/src";
+/// Where the sources of the fixture of format `version` were; restored paths lie below it.
+fn source(version: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/cairn-fixture-v{version}/src"))
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -94,14 +98,38 @@ fn snapshots(repo: &Path, scratch: &Path) -> Vec<String> {
 
 #[test]
 fn the_v1_repository_checks_clean_and_restores_exactly() {
+    check_and_restore(1);
+}
+
+#[test]
+fn the_v2_repository_checks_clean_and_restores_exactly() {
+    check_and_restore(2);
+    // The fixture covers what format 2 added: some bundle holds more than one blob.
+    let r = open_fixture(2);
+    let bundled = r.list_ids(cairn::error::ObjectKind::Index).unwrap().iter().any(|id| {
+        let file = r.load_index_file(&cairn::id::IndexId(*id)).unwrap();
+        file.packs.iter().any(|p| p.blobs.iter().any(|b| b.raw_offset > 0))
+    });
+    assert!(bundled, "no bundle of several blobs in the v2 fixture");
+}
+
+/// The committed fixture of format `version`, opened with the library (read-only use).
+fn open_fixture(version: u32) -> cairn::repo::Repository {
+    use cairn::backend::{Backend, StoreBackend};
+    let dir = fixtures().join(format!("repo-v{version}"));
+    let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(StoreBackend::local(&dir).unwrap());
+    cairn::repo::Repository::open(backend, "fixture", FIXTURE_PASSWORD.as_bytes()).unwrap()
+}
+
+fn check_and_restore(version: u32) {
     let scratch = tempfile::tempdir().unwrap();
     let repo = scratch.path().join("repo");
     // A copy: check and restore take locks, and the fixture must stay as committed.
-    copy_tree(&fixtures().join("repo-v1"), &repo);
+    copy_tree(&fixtures().join(format!("repo-v{version}")), &repo);
     let out = cairn(&repo, scratch.path()).args(["check", "--read-data"]).output().unwrap();
-    assert!(out.status.success(), "check of the v1 fixture: {}", stderr_text(&out));
+    assert!(out.status.success(), "check of the v{version} fixture: {}", stderr_text(&out));
 
-    let expected_dir = fixtures().join("repo-v1-expected");
+    let expected_dir = fixtures().join(format!("repo-v{version}-expected"));
     let ids = snapshots(&repo, scratch.path());
     let mut manifests: Vec<String> =
         fs::read_dir(&expected_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -113,7 +141,7 @@ fn the_v1_repository_checks_clean_and_restores_exactly() {
         let target = scratch.path().join(format!("restore-{id}"));
         cairn(&repo, scratch.path()).args(["restore", id, "--target"]).arg(&target).assert().success();
         let expected = fs::read_to_string(expected_dir.join(format!("{id}.manifest"))).unwrap();
-        assert_eq!(manifest(&target), expected, "snapshot {id} restored differently from format v1");
+        assert_eq!(manifest(&target), expected, "snapshot {id} restored differently from format v{version}");
     }
     let out = cairn(&repo, scratch.path()).args(["dump", "latest", "db.sql"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_text(&out));
@@ -157,15 +185,19 @@ fn build_source(src: &Path) {
     }
 }
 
-/// Writes `tests/fixtures/repo-v1` and its manifests with the current binary. Run only when a
-/// new format version is released (then name the folders for that version), never to make the
-/// test above pass.
+/// The format `cairn init` creates.
+const CURRENT: u32 = 2;
+
+/// Writes `tests/fixtures/repo-v<CURRENT>` and its manifests with the current binary. Run only
+/// when a new format version is released (after raising `CURRENT`), never to make the tests
+/// above pass.
 #[test]
 #[ignore = "writes the golden fixture; run by hand for a new format version"]
-fn write_fixture_repo_v1() {
-    let (repo, expected) = (fixtures().join("repo-v1"), fixtures().join("repo-v1-expected"));
+fn write_fixture() {
+    let (repo, expected) =
+        (fixtures().join(format!("repo-v{CURRENT}")), fixtures().join(format!("repo-v{CURRENT}-expected")));
     let scratch = tempfile::tempdir().unwrap();
-    let src = PathBuf::from(SOURCE);
+    let src = source(CURRENT);
     let _ = fs::remove_dir_all(src.parent().unwrap());
     let _ = fs::remove_dir_all(&repo);
     let _ = fs::remove_dir_all(&expected);
@@ -199,4 +231,60 @@ fn write_fixture_repo_v1() {
     let _ = fs::remove_dir(repo.join("locks"));
     assert!(dir_size(&repo) < 100 * 1024, "fixture too large: {} bytes", dir_size(&repo));
     let _ = fs::remove_dir_all(src.parent().unwrap());
+}
+
+/// cairn keeps writing format 1 into a format-1 repository, so cairn 0.1 can still read what it
+/// backs up there: single-blob bundles under version-1 pack headers. Bundles are refused there.
+#[test]
+fn a_backup_into_the_v1_repository_keeps_it_format_1() {
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = scratch.path().join("repo");
+    copy_tree(&fixtures().join("repo-v1"), &repo);
+    let src = scratch.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20u64 {
+        fs::write(src.join(format!("small-{i}")), random_bytes(i, 3000)).unwrap();
+    }
+    fs::write(src.join("large"), random_bytes(99, 3 << 20)).unwrap();
+    let dump: Vec<u8> =
+        (0..40_000).flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row');\n").into_bytes()).collect();
+    let backup = || {
+        let mut c = cairn(&repo, scratch.path());
+        c.arg("backup").arg(&src).arg("-").args(["--stdin-filename", "db.sql"]);
+        c
+    };
+    let refused = backup().args(["--bundle-size", "64K"]).write_stdin(dump.clone()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr_text(&refused));
+    assert!(stderr_text(&refused).contains("bundles need format 2"), "{}", stderr_text(&refused));
+    backup().write_stdin(dump.clone()).assert().success();
+
+    let target = scratch.path().join("restored");
+    cairn(&repo, scratch.path()).args(["restore", "latest", "--target"]).arg(&target).assert().success();
+    assert_trees_equal(&src, &restored(&target, &src));
+    let out = cairn(&repo, scratch.path()).args(["dump", "latest", "db.sql"]).output().unwrap();
+    assert!(out.stdout == dump, "dump differs: {}", stderr_text(&out));
+    cairn(&repo, scratch.path()).args(["check", "--read-data"]).assert().success();
+
+    use cairn::backend::{Backend, StoreBackend};
+    let backend: std::sync::Arc<dyn Backend> = std::sync::Arc::new(StoreBackend::local(&repo).unwrap());
+    let r = cairn::repo::Repository::open(backend, "copy", FIXTURE_PASSWORD.as_bytes()).unwrap();
+    assert_eq!(r.config().format_version, 1);
+    let mut headers = 0;
+    for pack in walk_files(&repo.join("packs")) {
+        let bytes = fs::read(&pack).unwrap();
+        let range = cairn::pack::header_range(bytes.len() as u64, &bytes[bytes.len() - 4..]).unwrap();
+        let plain = r.key().open(cairn::pack::HEADER_AAD, &bytes[range.start as usize..range.end as usize]).unwrap();
+        assert_eq!(plain[0], cairn::pack::PACK_HEADER_V1, "{}", pack.display());
+        headers += 1;
+    }
+    assert!(headers > 2, "the new backup wrote packs");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() { out.extend(walk_files(&path)) } else { out.push(path) }
+    }
+    out
 }
