@@ -234,6 +234,9 @@ fn decode_body(body: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
         return Err(FormatError::Truncated { needed: 1, available: 0 });
     };
     match tag {
+        RAW if payload.len() as u64 > MAX_BLOB_LEN => {
+            Err(FormatError::TooLarge { what: "bundle", size: payload.len() as u64, limit: MAX_BLOB_LEN })
+        }
         RAW => {
             out.extend_from_slice(payload);
             Ok(())
@@ -398,6 +401,19 @@ mod tests {
             let e = open_blob(&key, Sealing::Single, BlobType::Data, &id, at, len, &sealed).unwrap_err();
             assert!(e.to_string().contains("the index says"), "{e}");
         }
+    }
+
+    /// A bundle stored raw is held to `MAX_BLOB_LEN` like a compressed one.
+    #[test]
+    fn a_raw_bundle_over_the_limit_is_refused() {
+        let key = MasterKey::generate();
+        let aad = Sealing::Bundles.aad(BlobType::Data, &key.blob_id(b""));
+        let over = vec![0u8; MAX_BLOB_LEN as usize + 1];
+        let sealed = key.seal_parts(aad.as_bytes(), &[&[RAW], &over]);
+        let e = open_bundle(&key, &aad, &sealed, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, FormatError::TooLarge { .. }), "{e}");
+        let at_limit = key.seal_parts(aad.as_bytes(), &[&[RAW], &over[1..]]);
+        assert!(open_bundle(&key, &aad, &at_limit, &mut Vec::new()).is_ok());
     }
 
     #[test]

@@ -281,9 +281,9 @@ pub fn parse_header(plain: &[u8], data_len: u64) -> Result<Vec<PackBlob>, Format
             if !follows {
                 return Err(bad("does not follow the blob before it in its bundle or pack"));
             }
-            if u64::from(raw_offset) + u64::from(raw_length) > MAX_BLOB_LEN {
-                return Err(bad("lies past the largest bundle"));
-            }
+        }
+        if u64::from(raw_offset) + u64::from(raw_length) > MAX_BLOB_LEN {
+            return Err(bad("lies past the largest bundle"));
         }
         out.push(blob);
     }
@@ -368,6 +368,20 @@ mod tests {
             let mut bad = good.clone();
             fault(&mut bad);
             assert!(parse_header(&encode_header_plain(&bad, Sealing::Bundles), data_len).is_err(), "fault {i}");
+        }
+    }
+
+    /// No entry of either version may place a blob past the largest bundle (`MAX_BLOB_LEN`).
+    #[test]
+    fn entries_past_the_largest_bundle_are_refused() {
+        let id = BlobId(Id([3; 32]));
+        let over = (MAX_BLOB_LEN + 1) as u32;
+        let blob = PackBlob { kind: BlobType::Data, id, offset: 0, length: 100, raw_offset: 0, raw_length: over };
+        for sealing in [Sealing::Single, Sealing::Bundles] {
+            let plain = encode_header_plain(&[blob], sealing);
+            assert!(parse_header(&plain, 100).is_err(), "{sealing:?}");
+            let fits = PackBlob { raw_length: over - 1, ..blob };
+            assert_eq!(parse_header(&encode_header_plain(&[fits], sealing), 100).unwrap(), vec![fits]);
         }
     }
 
