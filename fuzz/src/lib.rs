@@ -5,10 +5,10 @@
 //! Every assertion here is a fuzzing oracle: a panic means the library broke a promise (a decoder
 //! panicked, or a value did not survive encode -> decode). Nothing here is used by cairn itself.
 
-use cairn::blob::BlobType;
+use cairn::blob::{BlobType, Sealing};
 use cairn::crypto::MasterKey;
 use cairn::error::FormatError;
-use cairn::pack::{ENTRY_LEN, PACK_HEADER_VERSION, PackBlob};
+use cairn::pack::{ENTRY_LEN, ENTRY_LEN_V1, PACK_HEADER_V1, PACK_HEADER_VERSION, PackBlob};
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
@@ -51,11 +51,16 @@ pub fn blob_type(byte: u8) -> BlobType {
 }
 
 /// A second, independent writer of opened pack headers, from the layout documented in
-/// `src/pack.rs` (`version || count u32 || count * (type id offset length raw_length)`). The
-/// header format is fixed-width, so parsing must be exactly inverted by this.
-pub fn encode_header_plain(blobs: &[PackBlob]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + blobs.len() * ENTRY_LEN);
-    out.push(PACK_HEADER_VERSION);
+/// `repo-format.md` section 7: `version || count u32 || count * entry`, where an entry is
+/// `type id offset length raw_offset raw_length` (version 2, [`ENTRY_LEN`] bytes) or the same
+/// without `raw_offset` (version 1, [`ENTRY_LEN_V1`] bytes). `version` is written as given and
+/// picks the layout: [`PACK_HEADER_V1`] the version-1 entries, anything else the version-2
+/// ones. The header format is fixed-width, so parsing must be exactly inverted by this.
+pub fn encode_header_plain(version: u8, blobs: &[PackBlob]) -> Vec<u8> {
+    let v1 = version == PACK_HEADER_V1;
+    let entry = if v1 { ENTRY_LEN_V1 } else { ENTRY_LEN };
+    let mut out = Vec::with_capacity(5 + blobs.len() * entry);
+    out.push(version);
     let count = u32::try_from(blobs.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&count.to_le_bytes());
     for b in blobs {
@@ -63,22 +68,99 @@ pub fn encode_header_plain(blobs: &[PackBlob]) -> Vec<u8> {
         out.extend_from_slice(b.id.as_bytes());
         out.extend_from_slice(&b.offset.to_le_bytes());
         out.extend_from_slice(&b.length.to_le_bytes());
+        if !v1 {
+            out.extend_from_slice(&b.raw_offset.to_le_bytes());
+        }
         out.extend_from_slice(&b.raw_length.to_le_bytes());
     }
     out
 }
 
-/// `blob_open` input layouts, chosen by the first byte modulo 3. The second byte is the blob
-/// type (low bit).
+/// The pack header version a repository of this sealing writes.
+pub fn header_version(sealing: Sealing) -> u8 {
+    match sealing {
+        Sealing::Single => PACK_HEADER_V1,
+        Sealing::Bundles => PACK_HEADER_VERSION,
+    }
+}
+
+/// Whether `blobs` describe whole bundles back to back, as `repo-format.md` section 7 tells
+/// writers of version-2 headers (written here independently of `pack::parse_header`): the first
+/// bundle at 0, each next bundle where the previous one ended; the blobs of one bundle share its
+/// offset, length and type, and their `raw_offset`s run from 0 without gaps.
+pub fn whole_bundles_back_to_back(blobs: &[PackBlob]) -> bool {
+    let mut bundle_end = 0u64; // where the next bundle must start
+    let mut raw_end = 0u64; // where the next blob of the current bundle must start
+    let mut current: Option<&PackBlob> = None;
+    for b in blobs {
+        let same_bundle =
+            current.is_some_and(|c| c.offset == b.offset && c.length == b.length && c.kind == b.kind);
+        if same_bundle {
+            if u64::from(b.raw_offset) != raw_end {
+                return false;
+            }
+        } else {
+            if u64::from(b.offset) != bundle_end || b.raw_offset != 0 {
+                return false;
+            }
+            bundle_end = u64::from(b.offset) + u64::from(b.length);
+            current = Some(b);
+        }
+        raw_end = u64::from(b.raw_offset) + u64::from(b.raw_length);
+    }
+    true
+}
+
+/// `Sealing` from a flag bit: 0 format 1 ([`Sealing::Single`]), 1 format 2 ([`Sealing::Bundles`]).
+pub fn sealing_from_bit(set: bool) -> Sealing {
+    if set { Sealing::Bundles } else { Sealing::Single }
+}
+
+/// `blob_open` input layouts, chosen by the first byte modulo 3. The second byte holds flags:
+/// bit 0 the blob type (0 data, 1 tree), bit 1 the sealing (0 format 1 `Single`, 1 format 2
+/// `Bundles`). Integers are little-endian.
 pub mod blob_mode {
-    /// `0 || type || id (32) || sealed blob`: open arbitrary bytes as a blob.
+    /// `0 || flags || id (32) || raw_offset (u32) || raw_length (u32) || sealed bundle`: open
+    /// arbitrary bytes as a bundle under *both* sealings (the flag's sealing bit is not used),
+    /// and take the blob at the given place.
     pub const RAW: u8 = 0;
-    /// `1 || type || zstd level selector || flip position (u16 LE) || xor mask || plaintext`:
-    /// seal the plaintext, flip one byte, open.
+    /// `1 || flags || zstd level selector || cuts (3 bytes) || flip position (u16) || xor mask ||
+    /// plaintext`: in format 2 cut the plaintext into 4 parts (at `cut * len / 255` for each
+    /// cut byte, sorted; parts may be empty), seal them as one bundle, open it, take every part
+    /// back from its place; in format 1 seal the whole plaintext as one blob. Then flip one
+    /// byte of the sealed bundle and open again.
     pub const FLIP: u8 = 1;
-    /// `2 || type || id (32) || body`: seal `body` correctly under the blob's associated data,
-    /// so the compression byte and zstd frame decoding are reached with arbitrary bytes.
+    /// `2 || flags || id (32) || raw_offset (u32) || raw_length (u32) || body`: seal `body`
+    /// correctly under the associated data of the flag's sealing, so the compression byte and
+    /// zstd frame decoding are reached with arbitrary bytes.
     pub const BODY: u8 = 2;
     /// zstd levels the FLIP layout picks from (level 19 is slow per run; kept rare).
     pub const LEVELS: [i32; 4] = [1, 3, 9, 19];
+    /// Flag bit 0: the blob type.
+    pub const TYPE_BIT: u8 = 1;
+    /// Flag bit 1: the sealing (set: format 2 bundles).
+    pub const BUNDLES_BIT: u8 = 2;
+    /// Number of cut bytes in the FLIP layout (so format 2 bundles hold `CUTS + 1` parts).
+    pub const CUTS: usize = 3;
+}
+
+/// The FLIP layout's parts: `plaintext` cut at `cut * len / 255` for each cut byte, sorted.
+pub fn cut_parts<'a>(plaintext: &'a [u8], cuts: &[u8]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|&c| usize::from(c) * plaintext.len() / 255).collect();
+    at.sort_unstable();
+    let mut parts = Vec::with_capacity(at.len() + 1);
+    let mut start = 0;
+    for end in at {
+        parts.push(&plaintext[start..end]);
+        start = end;
+    }
+    parts.push(&plaintext[start..]);
+    parts
+}
+
+/// Splits `u32 LE || u32 LE || rest`.
+pub fn split_two_u32(input: &[u8]) -> Option<(u32, u32, &[u8])> {
+    let (a, rest) = input.split_first_chunk::<4>()?;
+    let (b, rest) = rest.split_first_chunk::<4>()?;
+    Some((u32::from_le_bytes(*a), u32::from_le_bytes(*b), rest))
 }
