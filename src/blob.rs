@@ -289,6 +289,34 @@ pub fn blob_in<'b>(
     Ok(plain)
 }
 
+/// The bundle a reader opened last, kept while the blobs it wants from it follow one another
+/// (readers go through a pack by offset, so the blobs of one bundle come side by side): each
+/// bundle is opened once. `K` says where a bundle is (its pack and offset, say).
+pub struct LastBundle<K> {
+    at: Option<K>,
+    plain: Vec<u8>,
+}
+
+impl<K> Default for LastBundle<K> {
+    fn default() -> Self {
+        LastBundle { at: None, plain: Vec::new() }
+    }
+}
+
+impl<K: PartialEq> LastBundle<K> {
+    /// The plaintext of the bundle at `at`, opened with `open` (into the buffer it is given)
+    /// unless it is the one open. A bundle that fails to open is not kept: its next blob tries
+    /// again and fails with its own error, so every blob's error names that blob.
+    pub fn get<E>(&mut self, at: K, open: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<&[u8], E> {
+        if self.at.as_ref() != Some(&at) {
+            self.at = None;
+            open(&mut self.plain)?;
+            self.at = Some(at);
+        }
+        Ok(&self.plain)
+    }
+}
+
 /// Opens the sealed bundle holding blob `id` and returns the blob's verified plaintext: for
 /// one-off reads (trees, tests); readers of many blobs keep the bundle ([`open_bundle`]).
 pub fn open_blob(

@@ -154,7 +154,7 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
                 verify_blob(b, Err(past_the_end()), &mut v, &mut first);
                 continue;
             };
-            verify_blob(b, bundle.verify(repo, b, &sealed), &mut v, &mut first);
+            verify_blob(b, verify(repo, &mut bundle, b, &sealed), &mut v, &mut first);
         }
         (at, last) = (end, bytes);
     }
@@ -177,33 +177,20 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
     Ok(v)
 }
 
-/// The bundle opened last (or why it did not open): blobs go by offset, so the blobs of one
-/// bundle are verified one after another and it is opened once.
-#[derive(Default)]
-struct LastBundle {
-    at: Option<(u32, u32, blob::Aad)>,
-    failed: Option<crate::error::FormatError>,
-    plain: Vec<u8>,
-}
+/// The bundle opened last, by offset, length and associated data: blobs go by offset, so the
+/// blobs of one bundle are verified one after another and it is opened once.
+type LastBundle = blob::LastBundle<(u32, u32, blob::Aad)>;
 
-impl LastBundle {
-    /// Verifies blob `b`, whose bundle's sealed bytes are `sealed`.
-    fn verify(
-        &mut self,
-        repo: &Repository,
-        b: &PackBlob,
-        sealed: &[u8],
-    ) -> std::result::Result<(), crate::error::FormatError> {
-        let aad = repo.sealing().aad(b.kind, &b.id);
-        if self.at != Some((b.offset, b.length, aad)) {
-            self.at = Some((b.offset, b.length, aad));
-            self.failed = blob::open_bundle(repo.key(), &aad, sealed, &mut self.plain).err();
-        }
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        blob::blob_in(repo.key(), repo.sealing(), &b.id, b.raw_offset, b.raw_length, &self.plain).map(|_| ())
-    }
+/// Verifies blob `b`, whose bundle's sealed bytes are `sealed`.
+fn verify(
+    repo: &Repository,
+    bundle: &mut LastBundle,
+    b: &PackBlob,
+    sealed: &[u8],
+) -> std::result::Result<(), crate::error::FormatError> {
+    let aad = repo.sealing().aad(b.kind, &b.id);
+    let plain = bundle.get((b.offset, b.length, aad), |out| blob::open_bundle(repo.key(), &aad, sealed, out))?;
+    blob::blob_in(repo.key(), repo.sealing(), &b.id, b.raw_offset, b.raw_length, plain).map(|_| ())
 }
 
 fn blob_end(b: &PackBlob) -> u64 {

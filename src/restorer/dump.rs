@@ -10,7 +10,7 @@
 //! or missing blob is written; nothing after it.
 
 use super::plan::TreeSource;
-use super::{LastBundle, PackSource};
+use super::{LastBundle, PackSource, take_blob};
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
 use crate::id::BlobId;
 use crate::index::IndexEntry;
@@ -267,7 +267,7 @@ fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>, bundle: &mut La
                     let from = usize::try_from(u64::from(e.offset) - start).unwrap_or(usize::MAX);
                     let sealed = from.checked_add(e.length as usize).and_then(|to| bytes.get(from..to));
                     let opened = match sealed {
-                        Some(sealed) => bundle.blob(packs, id, e, sealed).and_then(|plain| {
+                        Some(sealed) => take_blob(packs, bundle, id, e, sealed).and_then(|plain| {
                             let to = buf.get_mut(starts[i]..starts[i + 1]).filter(|to| to.len() == plain.len());
                             let to = to.ok_or_else(|| Error::Usage("internal: a blob's place in its run".into()))?;
                             to.copy_from_slice(plain);

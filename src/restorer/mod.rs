@@ -3,8 +3,8 @@
 //! Three stages per batch (restic's restorer): `plan.rs` walks the trees, creates directories
 //! and groups every file's blobs by pack; here N workers each take a pack, read its coalesced
 //! ranges, open (authenticate, decompress) each bundle once, re-hash every blob taken from it
-//! and only then write its bytes at each place that needs them; `write.rs` removes files that could not be completed and applies
-//! attributes, directories last and deepest first. A damaged blob or unreadable pack fails only
+//! and only then write its bytes at each place that needs them; `write.rs` removes files that
+//! could not be completed and applies attributes, directories last and deepest first. A damaged blob or unreadable pack fails only
 //! the files that need it: they are removed and listed in [`RestoreSummary::failed`].
 
 mod dump;
@@ -68,33 +68,20 @@ pub(crate) trait PackSource: Sync {
     fn data_in<'b>(&self, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]>;
 }
 
-/// The bundle a worker opened last, kept while the blobs it wants from it follow one another
-/// (planning puts the blobs of one bundle side by side), so each bundle is opened once.
-#[derive(Default)]
-pub(crate) struct LastBundle {
-    at: Option<(PackId, u32)>,
-    plain: Vec<u8>,
-}
+/// The bundle a worker opened last (see [`crate::blob::LastBundle`]), by pack and offset.
+pub(crate) type LastBundle = crate::blob::LastBundle<(PackId, u32)>;
 
-impl LastBundle {
-    /// Blob `id`'s verified bytes, its bundle opened from `sealed` unless it is the one open.
-    pub fn blob<'s>(
-        &'s mut self,
-        src: &dyn PackSource,
-        id: &BlobId,
-        entry: &IndexEntry,
-        sealed: &[u8],
-    ) -> Result<&'s [u8]> {
-        let at = (entry.pack, entry.offset);
-        if self.at != Some(at) {
-            // A bundle that fails to open is tried again for its next blob, which then fails
-            // with its own error: damage is rare, and each blob's error names the blob.
-            self.at = None;
-            src.open_data_bundle(id, entry, sealed, &mut self.plain)?;
-            self.at = Some(at);
-        }
-        src.data_in(id, entry, &self.plain)
-    }
+/// Blob `id`'s verified bytes from `bundle`, which opens the blob's bundle from `sealed` unless
+/// it is the one open.
+fn take_blob<'b>(
+    src: &dyn PackSource,
+    bundle: &'b mut LastBundle,
+    id: &BlobId,
+    entry: &IndexEntry,
+    sealed: &[u8],
+) -> Result<&'b [u8]> {
+    let plain = bundle.get((entry.pack, entry.offset), |out| src.open_data_bundle(id, entry, sealed, out))?;
+    src.data_in(id, entry, plain)
 }
 
 impl TreeSource for Repository {
@@ -261,7 +248,7 @@ fn open_in_range<'b>(
         usize::try_from(start).ok().zip(usize::try_from(end).ok()).and_then(|(s, e)| bytes.get(s..e)).ok_or_else(
             || format!("pack {} is shorter than the index says (blob {})", pack.to_hex(), blob.id.to_hex()),
         )?;
-    bundle.blob(src, &blob.id, &blob.entry, sealed).map_err(|e| e.to_string())
+    take_blob(src, bundle, &blob.id, &blob.entry, sealed).map_err(|e| e.to_string())
 }
 
 /// Finds the node at `path` ("db.sql", "/home/x/file", components separated by '/') below
