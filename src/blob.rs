@@ -184,6 +184,11 @@ fn with_compressed<T>(parts: &[&[u8]], level: i32, then: impl FnOnce(Option<&[u8
     })
 }
 
+/// A reader's buffers are kept between bundles up to this size: bundles are 128 KiB, and
+/// keeping one grown for a rare large blob (file chunks reach 4 MiB) costs more memory than
+/// allocating it again.
+const KEEP_BUFFER: usize = 1 << 20;
+
 thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
     /// The decrypted body (tag byte and frame) of the last bundle opened.
@@ -222,7 +227,7 @@ pub fn open_bundle(key: &MasterKey, aad: &Aad, sealed: &[u8], out: &mut Vec<u8>)
     BODY.with(|cell| {
         let mut body = cell.borrow_mut();
         let opened = key.open_to(aad.as_bytes(), sealed, &mut body).and_then(|()| decode_body(&body, out));
-        if body.capacity() > 8 << 20 {
+        if body.capacity() > KEEP_BUFFER {
             *body = Vec::new();
         }
         opened
@@ -310,6 +315,11 @@ impl<K: PartialEq> LastBundle<K> {
     pub fn get<E>(&mut self, at: K, open: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<&[u8], E> {
         if self.at.as_ref() != Some(&at) {
             self.at = None;
+            // The buffer is reused for bundles of the usual size; one grown for a large blob is
+            // let go, or every reader would keep its largest (check's 4 workers: +25 MB).
+            if self.plain.capacity() > KEEP_BUFFER {
+                self.plain = Vec::new();
+            }
             open(&mut self.plain)?;
             self.at = Some(at);
         }
