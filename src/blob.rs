@@ -103,8 +103,9 @@ pub fn blob_aad(kind: BlobType, id: &BlobId) -> [u8; 33] {
 
 /// Compresses (when that pays) and seals a bundle of the blobs `parts` (their plaintexts, in
 /// bundle order), with associated data `aad` (from [`Sealing::aad`]; in format 1 a bundle holds
-/// one blob). The frame goes into a per-thread buffer and from there straight into the sealed
-/// message, which is encrypted in place: one copy of the payload, one allocation per bundle.
+/// one blob). The parts of a bundle of several are laid side by side in a per-thread buffer for
+/// zstd; the frame goes into another and from there straight into the sealed message, which is
+/// encrypted in place: one allocation per bundle.
 pub fn seal_bundle(key: &MasterKey, aad: &Aad, parts: &[&[u8]], zstd_level: i32) -> Vec<u8> {
     let aad = aad.as_bytes();
     let raw_len: usize = parts.iter().map(|p| p.len()).sum();
