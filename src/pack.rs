@@ -140,13 +140,18 @@ impl PackWriter {
     }
 }
 
-/// Length of the sealed header listing `blobs` blobs, in a repository of this sealing (whose
-/// packs have headers of version 1 in format 1, else 2).
+/// The header version a repository of this sealing writes, and its entry length: version 1 in
+/// format 1, else 2.
+fn header_layout(sealing: Sealing) -> (u8, usize) {
+    match sealing {
+        Sealing::Single => (PACK_HEADER_V1, ENTRY_LEN_V1),
+        Sealing::Bundles => (PACK_HEADER_VERSION, ENTRY_LEN),
+    }
+}
+
+/// Length of the sealed header listing `blobs` blobs, in a repository of this sealing.
 pub fn sealed_header_len(sealing: Sealing, blobs: u64) -> u64 {
-    let entry = match sealing {
-        Sealing::Single => ENTRY_LEN_V1,
-        Sealing::Bundles => ENTRY_LEN,
-    };
+    let (_, entry) = header_layout(sealing);
     1 + 4 + blobs.saturating_mul(entry as u64) + SEAL_OVERHEAD as u64
 }
 
@@ -156,10 +161,7 @@ fn too_large(size: usize) -> FormatError {
 
 /// The header plaintext: version 1 for format 1 (no `raw_offset`), else version 2.
 fn encode_header_plain(blobs: &[PackBlob], sealing: Sealing) -> Vec<u8> {
-    let version = match sealing {
-        Sealing::Single => PACK_HEADER_V1,
-        Sealing::Bundles => PACK_HEADER_VERSION,
-    };
+    let (version, _) = header_layout(sealing);
     let mut out = Vec::with_capacity(sealed_header_len(sealing, blobs.len() as u64) as usize);
     out.push(version);
     out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());

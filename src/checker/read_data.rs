@@ -142,7 +142,7 @@ fn read_pack_in(repo: &Repository, pack: PackId, index: &[PackBlob], size: u64, 
         // overlaps blobs needs a read of its own.
         while let Some(b) = order.get(next).filter(|b| u64::from(b.offset) < end) {
             next += 1;
-            let (s, e) = (u64::from(b.offset), blob_end(b));
+            let std::ops::Range { start: s, end: e } = b.bundle_range();
             let sealed = if s >= at && e <= end {
                 bytes.slice((s - at) as usize..(e - at) as usize)
             } else if e <= size {
@@ -193,10 +193,6 @@ fn verify(
     blob::blob_in(repo.key(), repo.sealing(), &b.id, b.raw_offset, b.raw_length, plain).map(|_| ())
 }
 
-fn blob_end(b: &PackBlob) -> u64 {
-    u64::from(b.offset) + u64::from(b.length)
-}
-
 fn past_the_end() -> crate::error::FormatError {
     crate::error::FormatError::invalid("blob", "lies past the end of the pack")
 }
@@ -207,8 +203,8 @@ fn past_the_end() -> crate::error::FormatError {
 fn chunk_end(rest: &[&PackBlob], at: u64, size: u64, chunk: u64) -> u64 {
     let mut end = at.saturating_add(chunk).min(size);
     for b in rest.iter().take_while(|b| u64::from(b.offset) < end) {
-        if blob_end(b) > end {
-            end = if u64::from(b.offset) > at { u64::from(b.offset) } else { blob_end(b).min(size) };
+        if b.bundle_range().end > end {
+            end = if u64::from(b.offset) > at { u64::from(b.offset) } else { b.bundle_range().end.min(size) };
             break;
         }
     }

@@ -93,7 +93,7 @@ impl IndexFile {
         };
         for p in &file.packs {
             for b in &p.blobs {
-                if u64::from(b.offset) + u64::from(b.length) > crate::pack::MAX_PACK_LEN {
+                if b.bundle_range().end > crate::pack::MAX_PACK_LEN {
                     return Err(FormatError::invalid(
                         "index",
                         format!("blob {} lies past any pack's end", b.id.short()),

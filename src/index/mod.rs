@@ -73,7 +73,7 @@ impl IndexSummary {
     pub fn note(&mut self, id: IndexId, file: &file::IndexFile) {
         self.good.push(id);
         for p in &file.packs {
-            let end = p.blobs.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(0);
+            let end = p.blobs.iter().map(|b| b.bundle_range().end).max().unwrap_or(0);
             match self.packs.entry(p.id) {
                 std::collections::hash_map::Entry::Occupied(_) => self.listed_twice += 1,
                 std::collections::hash_map::Entry::Vacant(v) => {
