@@ -1,6 +1,6 @@
-//! Repository: open or create one, load and save sealed objects, read blobs, and the write
-//! order that makes every crash safe: packs, then the index objects naming them, then the
-//! snapshot that needs them (the snapshot last).
+//! Repository: open or create one, load and save sealed objects, read blobs (`read.rs`), and
+//! the write order that makes every crash safe: packs, then the index objects naming them, then
+//! the snapshot that needs them (the snapshot last).
 //!
 //! Sealed objects (config, snapshots, index objects, locks) are stored as
 //! `envelope version (1) = 1 || nonce (24) || ciphertext || tag (16)`, with associated data
@@ -10,6 +10,7 @@
 pub mod config;
 pub mod keys;
 pub mod lock;
+mod read;
 #[cfg(test)]
 pub mod testing;
 
@@ -18,12 +19,12 @@ use crate::blob::{self, BlobType};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{BackendError, Error, FormatError, ObjectKind, ObjectRef, Result};
 use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
+use crate::index::IndexSummary;
 use crate::index::cache::IndexCache;
 use crate::index::file::IndexFile;
-use crate::index::{BlobIndex, IndexEntry, IndexSummary};
 use crate::pack::FinishedPack;
 use crate::snapshot::Snapshot;
-use crate::tree::{Timestamp, Tree};
+use crate::tree::Timestamp;
 use bytes::Bytes;
 use config::RepoConfig;
 use keys::KeyFile;
@@ -371,65 +372,6 @@ impl Repository {
         }
     }
 
-    /// Reads a byte range of a pack.
-    pub fn read_pack_range(&self, pack: &PackId, range: std::ops::Range<u64>) -> Result<Bytes> {
-        let name = pack.to_hex();
-        self.backend
-            .get_range(&object_path(ObjectKind::Pack, &name), range)
-            .map_err(|e| missing_or(e, ObjectKind::Pack, &name))
-    }
-
-    /// Opens one stored blob, given where it is and its bundle's sealed bytes. Only verified
-    /// plaintext comes back.
-    pub fn open_blob_at(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
-        blob::open_blob(&self.key, self.sealing(), kind, id, entry.raw_offset, entry.raw_length, sealed)
-            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
-    }
-
-    /// Authenticates and decompresses the bundle holding blob `id` (its sealed bytes are
-    /// `sealed`) into `out`; take its blobs with [`blob_in`](Self::blob_in).
-    pub fn open_bundle(
-        &self,
-        kind: BlobType,
-        id: &BlobId,
-        entry: &IndexEntry,
-        sealed: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        blob::open_bundle(&self.key, &self.sealing().aad(kind, id), sealed, out)
-            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
-    }
-
-    /// Blob `id`'s bytes in its opened bundle, verified against its id.
-    pub fn blob_in<'b>(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry, bundle: &'b [u8]) -> Result<&'b [u8]> {
-        blob::blob_in(&self.key, self.sealing(), id, entry.raw_offset, entry.raw_length, bundle)
-            .map_err(|e| blob_damaged(kind, id, &entry.pack, e))
-    }
-
-    /// Reads one blob through the index.
-    pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let entry = self
-            .index()?
-            .lookup(kind, id)?
-            .ok_or_else(|| Error::Missing { object: ObjectRef::new(blob_kind(kind), id.to_hex()) })?;
-        self.read_blob_at(kind, id, &entry)
-    }
-
-    /// Reads one blob from where the index says it is.
-    pub fn read_blob_at(&self, kind: BlobType, id: &BlobId, entry: &IndexEntry) -> Result<Vec<u8>> {
-        let sealed = self.read_pack_range(&entry.pack, entry.range())?;
-        self.open_blob_at(kind, id, entry, &sealed)
-    }
-
-    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        decode_tree(id, &self.read_blob(BlobType::Tree, id)?)
-    }
-
-    /// [`load_tree`](Self::load_tree) from where the index says the tree is.
-    pub fn load_tree_at(&self, id: &BlobId, entry: &IndexEntry) -> Result<Tree> {
-        decode_tree(id, &self.read_blob_at(BlobType::Tree, id, entry)?)
-    }
-
     /// Takes a lock; fails with `Locked` if a conflicting live lock exists.
     pub fn lock(&self, exclusive: bool) -> Result<lock::LockGuard> {
         lock::LockGuard::acquire(self, exclusive)
@@ -484,10 +426,6 @@ pub(crate) fn blob_kind(kind: BlobType) -> ObjectKind {
         BlobType::Data => ObjectKind::Blob,
         BlobType::Tree => ObjectKind::Tree,
     }
-}
-
-fn decode_tree(id: &BlobId, bytes: &[u8]) -> Result<Tree> {
-    Tree::decode(bytes).map_err(|e| Error::corrupt(ObjectRef::new(ObjectKind::Tree, id.to_hex()), e))
 }
 
 pub(crate) fn blob_damaged(kind: BlobType, id: &BlobId, pack: &PackId, e: FormatError) -> Error {
