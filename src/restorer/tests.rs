@@ -459,6 +459,29 @@ fn dump_refuses_a_damaged_blob_before_writing_it() {
     }
 }
 
+/// dump reuses a run's buffer without zeroing it: none of its old bytes may show, whether the
+/// new run is shorter or longer than the old one, or stops at a damaged blob.
+#[test]
+fn a_reused_run_buffer_shows_none_of_its_old_bytes() {
+    let mut f = Fixture::new();
+    let good = f.bundle(&[b"one ", b"two ", b"three "]);
+    let bad = f.bundle(&[b"four ", b"five "]);
+    f.flush(Some(bad[1]));
+    let run = |ids: &[BlobId]| dump::Run {
+        blobs: ids.iter().map(|id| (*id, f.repo().locate_data(id).unwrap().unwrap())).collect(),
+    };
+    let mut bundle = LastBundle::default();
+    for stale in [vec![0xAA; 3], vec![0xAA; 1000]] {
+        // Out of bundle order, so blobs land in the buffer out of order.
+        let opened = dump::open_run(f.repo(), &run(&[good[2], good[0], good[1]]), stale.clone(), &mut bundle);
+        assert!(opened.failed.is_none());
+        assert_eq!(opened.plain, b"three one two ");
+        let opened = dump::open_run(f.repo(), &run(&[good[1], bad[0], good[0]]), stale, &mut bundle);
+        assert!(matches!(opened.failed, Some(Error::Corrupt { .. })));
+        assert_eq!(opened.plain, b"two ");
+    }
+}
+
 /// A damaged bundle fails every blob in it, and only those: dump writes up to the first.
 #[test]
 fn a_damaged_bundle_fails_all_its_blobs() {
