@@ -4,10 +4,11 @@
 //! Three things overlap: this thread looks blobs up in sorted batches and cuts them into *runs*
 //! (neighbouring blobs of one pack, read with one request); worker threads read runs, open
 //! (authenticate, decompress) each bundle once and re-hash the blobs they take from it; this
-//! thread writes finished runs in order while the workers go on. At most [`IN_FLIGHT_PER_WORKER`] runs per worker are planned but
-//! not yet written, and a run holds at most [`RUN_SEALED`] sealed and [`RUN_RAW`] plain bytes,
-//! so memory follows these settings, not the size of the file. Everything before the first bad
-//! or missing blob is written; nothing after it.
+//! thread writes finished runs in order while the workers go on. At most
+//! [`IN_FLIGHT_PER_WORKER`] runs per worker are planned but not yet written, and a run holds at
+//! most [`SEGMENT_SEALED`] sealed and [`SEGMENT_RAW`] plain bytes, so memory follows these
+//! settings, not the size of the file. Everything before the first bad or missing blob is
+//! written; nothing after it.
 
 use super::plan::TreeSource;
 use super::{LastBundle, PackSource, take_blob};
@@ -227,9 +228,9 @@ fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
 }
 
 /// Reads one segment and copies its blobs, each verified, into `buf` (reused: its old contents
-/// are overwritten, or cut off), each at its place in file order; returns the plaintext up to the first blob
-/// that fails, and why it failed. Reads go by offset, so the blobs of one bundle come one after
-/// another and `bundle` opens it once.
+/// are overwritten, or cut off), each at its place in file order; returns the plaintext up to
+/// the first blob that fails, and why it failed. Reads go by offset, so the blobs of one bundle
+/// come one after another and `bundle` opens it once.
 pub(super) fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>, bundle: &mut LastBundle) -> Opened {
     // The first failure in file order: (position, error). Blobs from it on are not opened.
     let mut first: Option<(usize, Error)> = None;
