@@ -203,8 +203,9 @@ fn past_the_end() -> crate::error::FormatError {
 fn chunk_end(rest: &[&PackBlob], at: u64, size: u64, chunk: u64) -> u64 {
     let mut end = at.saturating_add(chunk).min(size);
     for b in rest.iter().take_while(|b| u64::from(b.offset) < end) {
-        if b.bundle_range().end > end {
-            end = if u64::from(b.offset) > at { u64::from(b.offset) } else { b.bundle_range().end.min(size) };
+        let bundle = b.bundle_range();
+        if bundle.end > end {
+            end = if bundle.start > at { bundle.start } else { bundle.end.min(size) };
             break;
         }
     }
