@@ -18,6 +18,36 @@ fn stdin_dump_round_trips_through_dump() {
     assert!(out.stdout == dump);
 }
 
+/// `dump > FILE` writes past the page cache in aligned pieces when it can (see
+/// `cli/direct_out.rs`): the file must hold exactly the dump, after what was there before
+/// (an aligned offset, and an unaligned one, which takes the ordinary path), and the shell's
+/// offset must end after it, so the next write lands behind the dump.
+#[test]
+fn dump_into_a_file_lands_at_the_shells_offset() {
+    use std::io::Write;
+    let env = Env::init_cheap();
+    let dump = random_bytes(4, (9 << 20) + 12_345);
+    env.cairn().args(["backup", "-", "--stdin-filename", "db.sql"]).write_stdin(dump.clone()).assert().success();
+    for before in [0usize, 4096, 10] {
+        let path = env.path(&format!("out-{before}.sql"));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![b'#'; before]).unwrap();
+        let status = env
+            .std_cairn()
+            .args(["dump", "latest", "db.sql"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        file.write_all(b"after").unwrap();
+        drop(file);
+        let all = std::fs::read(&path).unwrap();
+        assert_eq!(all.len(), before + dump.len() + 5, "{before} bytes before");
+        assert!(all[before..before + dump.len()] == dump[..] && all.ends_with(b"after"), "{before} bytes before");
+    }
+}
+
 #[test]
 fn a_failing_dump_command_writes_no_snapshot() {
     let env = Env::init();

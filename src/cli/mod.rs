@@ -5,6 +5,7 @@
 
 mod backup;
 mod check;
+mod direct_out;
 mod restore;
 mod snapshots;
 

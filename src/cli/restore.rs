@@ -1,8 +1,10 @@
 //! `cairn restore` and `cairn dump`.
 
+use super::direct_out::DirectOut;
 use super::{FilterArgs, Global, human};
 use crate::error::{Error, Result};
 use crate::restorer::{self, RestoreOptions};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -50,8 +52,15 @@ pub(crate) fn dump(g: &Global, a: &DumpArgs) -> Result<()> {
     let repo = g.open()?;
     let (_, snap) = crate::snapshot::select(&repo.snapshots()?, &a.snapshot, &a.filter.filter())?;
     let node = restorer::find_node(&repo, &snap.tree, a.path.as_bytes())?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let stdout = std::io::stdout().lock();
+    // Into a regular file: past the page cache (see `direct_out`). The content up to a failed
+    // blob is written either way.
+    if let Some(mut out) = DirectOut::new(stdout.as_fd()) {
+        let dumped = restorer::dump(&repo, &node, &mut out);
+        let finished = out.finish().map_err(|e| Error::io("writing to stdout", e));
+        return dumped.and(finished);
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
     restorer::dump(&repo, &node, &mut out)?;
     std::io::Write::flush(&mut out).map_err(|e| Error::io("writing to stdout", e))
 }
