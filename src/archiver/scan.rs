@@ -92,6 +92,16 @@ pub(super) struct Scan {
     pub parent: Option<(BlobId, Tree)>,
     /// Its place in the budget of scans done ahead of the walk, if it was one.
     pub slot: Option<AheadSlot>,
+    /// Set by a scan ahead of the walk whose folder did not fit in the budget of entries held
+    /// ahead (see `read::AHEAD_ENTRIES`): nothing was scanned, and the walker scans it when it
+    /// gets there, with this parent snapshot's tree id for it.
+    pub left: Option<Option<BlobId>>,
+}
+
+impl Scan {
+    fn left_for_the_walker(old: Option<&BlobId>) -> Scan {
+        Scan { entries: Vec::new(), parent: None, slot: None, left: Some(old.copied()) }
+    }
 }
 
 /// Reads a changed file during the scan if it is small enough (`None` if not), from the file
@@ -108,7 +118,11 @@ pub(super) enum Indexed<'a> {
     Later(&'a StillIndexed),
 }
 
-/// Lists and scans the directory at `path`; `old` is the parent snapshot's tree for it.
+/// Lists and scans the directory at `path`; `old` is the parent snapshot's tree for it. The
+/// entries of the listing and of the parent tree are reserved with `reserve` as they come (a
+/// scan ahead of need has a budget; see `read::AHEAD_ENTRIES`); if it refuses, the folder is
+/// left for the walker ([`Scan::left`]) before anything in it is stat'ed, read or stored.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn scan_dir(
     repo: &Repository,
     excludes: &Excludes,
@@ -116,8 +130,11 @@ pub(super) fn scan_dir(
     old: Option<&BlobId>,
     indexed: Indexed<'_>,
     mut prefetch: Prefetch,
+    reserve: &mut dyn FnMut(usize) -> bool,
     small: &mut ReadSmall<'_>,
 ) -> Result<Scan> {
+    // Reserved in steps of this many names, so that a huge folder is left early.
+    const STEP: usize = 256;
     // The folder is opened once, listed, and its entries are stat'ed relative to it: one path
     // lookup instead of one per component of every entry's path.
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
@@ -128,12 +145,21 @@ pub(super) fn scan_dir(
         let name = entry.map_err(|e| unreadable(path, e.into()))?.file_name().to_bytes().to_vec();
         if name != b"." && name != b".." {
             names.push(name);
+            if names.len().is_multiple_of(STEP) && !reserve(STEP) {
+                return Ok(Scan::left_for_the_walker(old));
+            }
         }
+    }
+    if !reserve(names.len() % STEP) {
+        return Ok(Scan::left_for_the_walker(old));
     }
     names.sort();
     let dir = listing.fd().map_err(|e| unreadable(path, e.into()))?;
     // Only an optimisation: a parent tree that cannot be loaded means every file is read again.
     let parent: Option<(BlobId, Tree)> = old.and_then(|id| repo.load_tree(id).ok().map(|t| (*id, t)));
+    if parent.as_ref().is_some_and(|(_, t)| !reserve(t.nodes.len())) {
+        return Ok(Scan::left_for_the_walker(old));
+    }
     let gone = match (&parent, indexed) {
         (Some((_, tree)), Indexed::Ask) => unindexed(repo, tree)?,
         _ => HashSet::new(),
@@ -169,7 +195,7 @@ pub(super) fn scan_dir(
     if let Indexed::Later(still) = indexed {
         still.add(repo, reused)?;
     }
-    Ok(Scan { entries, parent, slot: None })
+    Ok(Scan { entries, parent, slot: None, left: None })
 }
 
 /// Folders with at least this many entries are stat'ed on every core.

@@ -206,6 +206,70 @@ fn folders_finished_after_the_walk_moved_on_keep_their_files() {
     assert_eq!(again.summary.files_unchanged, files.len() as u64);
 }
 
+/// Folders that do not fit in the budget of entries held by scans ahead (`AHEAD_ENTRIES`, 12 in
+/// tests), in their listing or in the parent snapshot's tree, are left for the walker and
+/// scanned when it gets there: every file is still stored in its folder, and the parent's
+/// trees still spare unchanged files a read.
+#[test]
+fn folders_too_large_to_scan_ahead_are_scanned_when_the_walk_gets_there() {
+    use super::scan::{Excludes, Indexed, Prefetch, scan_dir};
+    let t = crate::repo::testing::memory_repo();
+    let src = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    // "big" holds 11 entries, 22 with its tree in the parent snapshot: more than the whole
+    // budget, so its scans ahead always leave it.
+    for (dir, n) in [("big", 10), ("big/inner", 6), ("small", 2), ("shrinks", 8), ("small/big", 7)] {
+        std::fs::create_dir_all(src.path().join(dir)).unwrap();
+        for f in 0..n {
+            let path = format!("{dir}/f{f}");
+            std::fs::write(src.path().join(&path), format!("{path} holds this")).unwrap();
+            files.push(path);
+        }
+    }
+    let (id, first, _) = backup(&t.repo, &opts(src.path())).unwrap();
+    assert_eq!(first.summary.files_new, files.len() as u64);
+    let root: Vec<String> = src.path().iter().skip(1).map(|c| c.to_str().unwrap().to_string()).collect();
+    for path in &files {
+        let mut at: Vec<&str> = root.iter().map(String::as_str).collect();
+        at.extend(path.split('/'));
+        assert_eq!(file_content(&t.repo, &first.tree, &at), format!("{path} holds this").into_bytes());
+    }
+    // A scan ahead leaves a folder over the limit before doing anything in it, whether its
+    // listing or its tree in the parent snapshot is the large one.
+    for f in 2..8 {
+        std::fs::remove_file(src.path().join(format!("shrinks/f{f}"))).unwrap();
+    }
+    let at = |dir: &str| {
+        let mut p: Vec<&str> = root.iter().map(String::as_str).collect();
+        p.extend(dir.split('/'));
+        subtree(&t.repo, &first.tree, &p)
+    };
+    let excludes = Excludes::new(&[]).unwrap();
+    // A budget of 4 entries: (asked, refused).
+    let scan = |dir: &str, old: Option<BlobId>, budget: usize| {
+        let mut none = |_: &Path, _: u64, _: Option<std::fs::File>| None;
+        let prefetch = Prefetch::new(0, 1);
+        let path = src.path().join(dir);
+        let mut left = budget;
+        let mut reserve = |n: usize| left.checked_sub(n).map(|l| left = l).is_some();
+        let scan = scan_dir(&t.repo, &excludes, &path, old.as_ref(), Indexed::Ask, prefetch, &mut reserve, &mut none);
+        (scan.unwrap(), budget - left)
+    };
+    let (big, shrinks, small) = (at("big"), at("shrinks"), at("small"));
+    let (left, _) = scan("big", Some(big), 4);
+    assert_eq!(left.left, Some(Some(big)));
+    // Its listing fits (2 files), its parent tree (8) does not.
+    assert_eq!(scan("shrinks", Some(shrinks), 4).0.left, Some(Some(shrinks)));
+    let (whole, held) = scan("big", Some(big), usize::MAX);
+    assert!(whole.left.is_none() && whole.entries.len() == 11 && held == 22);
+    let (fits, held) = scan("small", Some(small), 6);
+    assert!(fits.left.is_none() && fits.entries.len() == 3 && held == 6);
+    let with_parent = BackupOptions { parent: Some((id, first.tree)), ..opts(src.path()) };
+    let (_, again, _) = backup(&t.repo, &with_parent).unwrap();
+    let s = &again.summary;
+    assert_eq!((s.files_new, s.files_changed, s.files_unchanged), (0, 0, files.len() as u64 - 6));
+}
+
 /// Trees are packed apart from file data (the next backup loads them all).
 #[test]
 fn trees_and_data_go_into_separate_packs() {

@@ -94,8 +94,14 @@ impl Archiver<'_, '_> {
         if depth > MAX_DEPTH {
             return Err(Error::Usage(format!("{}: directories nested deeper than {MAX_DEPTH}", path.display())));
         }
-        // Taking the scan gives its place in the readers' budget back (`slot`).
-        let Scan { mut entries, parent, slot: _ } = scan.wait()?;
+        // Taking the scan gives its share of the budget of scans ahead back (`slot`). A folder
+        // that a scan ahead left (its entries did not fit in that budget) is scanned now.
+        let mut scan = scan.wait()?;
+        if let Some(old) = scan.left {
+            scan = self.readers.scan(path.to_path_buf(), old, false)?.wait()?;
+        }
+        let Scan { mut entries, parent, slot, left: _ } = scan;
+        drop(slot);
         self.summary.dirs += 1;
         // Subfolders are scanned ahead, a few at a time and in name order, while this one's
         // entries are taken; each is consumed in order when the walk descends into it. Those a
@@ -184,7 +190,7 @@ impl Archiver<'_, '_> {
                 };
                 let scan = match scan {
                     Some(scan) => scan,
-                    None => self.readers.scan(path.clone(), old)?,
+                    None => self.readers.scan(path.clone(), old, false)?,
                 };
                 let key = self.save_dir(&path, scan, depth + 1)?;
                 return Ok(Some(Slot::Dir { node, key }));
@@ -271,7 +277,7 @@ impl Ahead {
         {
             let scan = match started {
                 Some(scan) => scan,
-                None => readers.scan(path, old)?,
+                None => readers.scan(path, old, true)?,
             };
             self.pending.push_back(scan);
         }
