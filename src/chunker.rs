@@ -110,21 +110,25 @@ fn stream_buffer(max: usize) -> usize {
     max.saturating_mul(2).max(1 << 20)
 }
 
+/// `n` bytes that neither compress nor repeat (xorshift), the same on every call: test input
+/// for chunking and writing.
+#[cfg(test)]
+pub(crate) fn pseudo_random_bytes(n: usize) -> Vec<u8> {
+    let mut x = 0x1234_5678_u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::pseudo_random_bytes as data;
     use super::*;
-
-    fn data(n: usize) -> Vec<u8> {
-        let mut x = 0x1234_5678_u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     fn cut(c: &Chunker, input: &[u8], hint: Option<u64>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

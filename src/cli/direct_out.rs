@@ -256,19 +256,8 @@ fn write_buffered(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunker::pseudo_random_bytes as data;
     use std::io::Read;
-
-    fn data(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_u32;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect()
-    }
 
     /// Whole pieces, a tail, odd write sizes: the file holds exactly the bytes, after what was
     /// there before the offset, and the caller's offset ends after them.
