@@ -69,9 +69,9 @@ const AHEAD_PER_READER: usize = 64;
 /// would go over leaves its folder, before stat'ing, reading or storing anything in it, for the
 /// walker to scan when it gets there ([`Scan::left`]). So what scans ahead hold is bounded by
 /// this setting, whatever the folders' sizes (about 280 bytes an entry, going by the 5 MB of
-/// the bench tree's 18k-entry folder: some 70 MB at most). A fixed limit of 2,048 entries per scan instead made a tree of 40 folders of 4,000
-/// files 31% slower (1.08 -> 1.41 s): those folders were no longer scanned ahead. A few in unit
-/// tests, so that they take this path.
+/// the bench tree's 18k-entry folder: some 70 MB at most). A fixed limit of 2,048 entries per
+/// scan instead made a tree of 40 folders of 4,000 files 31% slower (1.08 -> 1.41 s): those
+/// folders were no longer scanned ahead. A few in unit tests, so that they take this path.
 pub(super) const AHEAD_ENTRIES: usize = if cfg!(test) { 12 } else { 256 * 1024 };
 
 /// What scans ahead of the walk hold: scans (the readers' own, at most `readers x

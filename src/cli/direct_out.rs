@@ -61,9 +61,9 @@ impl Piece {
 /// A writer to a regular file (stdout) that skips the page cache; see the module doc. A thread
 /// of its own writes full pieces while the next fills, so that on a slow disk the dump's work
 /// and the device's overlap instead of adding up (on these machines' disk, 4 MiB in about 1 ms,
-/// it made no measurable difference). Nothing but full pieces reaches the file until [`DirectOut::finish`], which waits for
-/// them and writes the rest (dropping it unfinished does too, ignoring errors). `flush` does
-/// nothing, so that every piece but the last stays aligned.
+/// it made no measurable difference). Nothing but full pieces reaches the file until
+/// [`DirectOut::finish`], which waits for them and writes the rest (dropping it unfinished does
+/// too, ignoring errors). `flush` does nothing, so that every piece but the last stays aligned.
 pub(crate) struct DirectOut<'a> {
     /// The caller's file description: the last piece goes through it, and its offset is moved.
     shared: BorrowedFd<'a>,
