@@ -78,12 +78,18 @@ pub(crate) struct DirectOut<'a> {
 }
 
 impl<'a> DirectOut<'a> {
-    /// `None` (write the ordinary way) unless `fd` is a regular file open for writing, not in
-    /// append mode, at an aligned offset, and a second description of it opens with `O_DIRECT`.
+    /// For an output of `len` bytes: `None` (write the ordinary way) unless it fills at least
+    /// one piece (a shorter one would go through the page cache whole anyway, after a thread
+    /// and a piece buffer were set up for nothing), and `fd` is a regular file open for writing,
+    /// not in append mode, at an aligned offset, of which a second description opens with
+    /// `O_DIRECT`.
     #[cfg(target_os = "linux")]
-    pub(crate) fn new(fd: BorrowedFd<'a>) -> Option<DirectOut<'a>> {
+    pub(crate) fn new(fd: BorrowedFd<'a>, len: u64) -> Option<DirectOut<'a>> {
         use rustix::fs::{FileType, OFlags};
         use std::os::unix::fs::OpenOptionsExt;
+        if len < PIECE as u64 {
+            return None;
+        }
         let st = rustix::fs::fstat(fd).ok()?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return None;
@@ -127,7 +133,7 @@ impl<'a> DirectOut<'a> {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn new(_fd: BorrowedFd<'a>) -> Option<DirectOut<'a>> {
+    pub(crate) fn new(_fd: BorrowedFd<'a>, _len: u64) -> Option<DirectOut<'a>> {
         None
     }
 
@@ -269,7 +275,7 @@ mod tests {
         let head = vec![7u8; ALIGN];
         file.write_all(&head).unwrap();
         let body = data(2 * PIECE + 12_345);
-        let mut out = DirectOut::new(file.as_fd()).expect("a regular file at an aligned offset");
+        let mut out = DirectOut::new(file.as_fd(), body.len() as u64).expect("a regular file at an aligned offset");
         for part in body.chunks(999_983) {
             out.write_all(part).unwrap();
         }
@@ -290,7 +296,7 @@ mod tests {
         let path = dir.path().join("out");
         let file = File::create(&path).unwrap();
         let body = data(PIECE + 100);
-        let mut out = DirectOut::new(file.as_fd()).unwrap();
+        let mut out = DirectOut::new(file.as_fd(), body.len() as u64).unwrap();
         out.write_all(&body).unwrap();
         drop(out);
         assert_eq!(std::fs::read(&path).unwrap(), body);
@@ -323,19 +329,23 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), body);
     }
 
-    /// Not for pipes, append mode or unaligned offsets: those are written the ordinary way.
+    /// Not for pipes, read-only descriptors, append mode, unaligned offsets or outputs shorter
+    /// than a piece: those are written the ordinary way.
     #[test]
     fn only_regular_files_at_aligned_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
+        let long = PIECE as u64;
         let mut file = File::create(&path).unwrap();
+        assert!(DirectOut::new(file.as_fd(), long - 1).is_none());
+        drop(DirectOut::new(file.as_fd(), long).expect("a regular file at offset 0, a piece long"));
         file.write_all(b"x").unwrap();
-        assert!(DirectOut::new(file.as_fd()).is_none());
+        assert!(DirectOut::new(file.as_fd(), long).is_none());
         let appending = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        assert!(DirectOut::new(appending.as_fd()).is_none());
+        assert!(DirectOut::new(appending.as_fd(), long).is_none());
         let read_only = File::open(&path).unwrap();
-        assert!(DirectOut::new(read_only.as_fd()).is_none());
+        assert!(DirectOut::new(read_only.as_fd(), long).is_none());
         let (_reader, writer) = std::io::pipe().unwrap();
-        assert!(DirectOut::new(writer.as_fd()).is_none());
+        assert!(DirectOut::new(writer.as_fd(), long).is_none());
     }
 }

@@ -53,9 +53,9 @@ pub(crate) fn dump(g: &Global, a: &DumpArgs) -> Result<()> {
     let (_, snap) = crate::snapshot::select(&repo.snapshots()?, &a.snapshot, &a.filter.filter())?;
     let node = restorer::find_node(&repo, &snap.tree, a.path.as_bytes())?;
     let stdout = std::io::stdout().lock();
-    // Into a regular file: past the page cache (see `direct_out`). The content up to a failed
-    // blob is written either way.
-    if let Some(mut out) = DirectOut::new(stdout.as_fd()) {
+    // Into a regular file, if it is long enough: past the page cache (see `direct_out`). The
+    // content up to a failed blob is written either way.
+    if let Some(mut out) = DirectOut::new(stdout.as_fd(), node.size) {
         let dumped = restorer::dump(&repo, &node, &mut out);
         let finished = out.finish().map_err(|e| Error::io("writing to stdout", e));
         return dumped.and(finished);
