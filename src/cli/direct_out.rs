@@ -150,7 +150,6 @@ impl<'a> DirectOut<'a> {
         self.stop_writer()?;
         write_buffered(self.shared, self.piece.bytes(), self.piece.offset)?;
         let end = self.piece.offset + self.piece.len as u64;
-        self.piece.len = 0;
         rustix::fs::seek(self.shared, SeekFrom::Start(end))?;
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! and groups every file's blobs by pack; here N workers each take a pack, read its coalesced
 //! ranges, open (authenticate, decompress) each bundle once, re-hash every blob taken from it
 //! and only then write its bytes at each place that needs them; `write.rs` removes files that
-//! could not be completed and applies attributes, directories last and deepest first. A damaged blob or unreadable pack fails only
-//! the files that need it: they are removed and listed in [`RestoreSummary::failed`].
+//! could not be completed and applies attributes, directories last and deepest first. A damaged
+//! blob or unreadable pack fails only the files that need it: they are removed and listed in
+//! [`RestoreSummary::failed`].
 
 mod dump;
 mod plan;
