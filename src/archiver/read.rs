@@ -20,9 +20,10 @@ use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::repo::Repository;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
+use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// How one file's read ended.
@@ -55,14 +56,15 @@ enum Task {
     },
 }
 
-/// Folders scanned ahead of the walk, per reader, at most: a reader that has scanned a folder
-/// starts the scans of its subfolders at once, so the walker, which takes folders depth first,
-/// rarely waits for the next one. Bounded, because each finished scan (entries, parent tree)
-/// is held until the walker takes it. At 16 the readers of an unchanged backup of the bench
-/// tree (3,305 folders) were busy 60% of the walk; 64 took it from 315-334 to 294-301 ms
-/// (hyperfine, 20 runs; 256: 281 ms), with the same peak memory: a folder's listing is a few KB
-/// (the largest, 18k entries, about 5 MB).
-const AHEAD_PER_READER: usize = 64;
+/// Folders scanned ahead of the walk, per reader, at most: every scanned folder queues its
+/// subfolders ([`AheadQueue`]), so the walker, which takes folders depth first, rarely waits for
+/// the next one. Bounded, because each finished scan (entries, parent tree) is held until the
+/// walker takes it; what they hold in all is bounded by [`AHEAD_ENTRIES`] too. With the queue
+/// taken in walk order, an unchanged backup of the bench tree (3,210 folders) took 257, 217-224
+/// and 207-214 ms at 16, 64 and 256 (hyperfine, 20-30 runs), with the same peak memory (61 MB,
+/// most of it Argon2's); 256 made no difference to a first backup (2.59 against 2.63 s).
+/// One in unit tests, so that the walker claims queued scans (see [`AheadQueue::claim`]).
+const AHEAD_PER_READER: usize = if cfg!(test) { 1 } else { 256 };
 
 /// Entries (in folder listings, and in the parent snapshot's trees for them) that finished
 /// scans ahead of the walk may hold in all, until the walker takes them. A scan ahead that
@@ -80,11 +82,13 @@ pub(super) struct AheadBudget {
     scans: AtomicUsize,
     scan_limit: usize,
     entries: AtomicUsize,
+    /// Rung when a place among the scans frees up (see [`AheadQueue`]).
+    bell: Sender<()>,
 }
 
 impl AheadBudget {
-    pub(super) fn new(scan_limit: usize) -> Arc<AheadBudget> {
-        Arc::new(AheadBudget { scans: AtomicUsize::new(0), scan_limit, entries: AtomicUsize::new(0) })
+    pub(super) fn new(scan_limit: usize, bell: Sender<()>) -> Arc<AheadBudget> {
+        Arc::new(AheadBudget { scans: AtomicUsize::new(0), scan_limit, entries: AtomicUsize::new(0), bell })
     }
 }
 
@@ -128,28 +132,129 @@ impl Drop for AheadSlot {
         self.budget.entries.fetch_sub(self.entries, Ordering::AcqRel);
         if self.counted {
             self.budget.scans.fetch_sub(1, Ordering::AcqRel);
+            // A reader may be waiting for this place; none listening is fine.
+            let _ = self.budget.bell.send(());
         }
     }
 }
 
-/// The readers' own queue of scans ahead of the walk, and its budget.
+/// Subfolders queued for scans ahead of the walk, at most this many (a queued scan is its path,
+/// its parent tree id and a reply channel: a few hundred bytes). Past it, the walker asks for
+/// the rest itself, a few at a time (`walk::Ahead`).
+const AHEAD_QUEUED: usize = if cfg!(test) { 4 } else { 16 * 1024 };
+
+/// The readers' own queue of scans ahead of the walk, and its budget. Every scanned folder
+/// queues its subfolders; a reader takes the queued scan that the walk will need first (the
+/// smallest path, compared component by component: the walk's own order, depth first and names
+/// in byte order), once a place among the scans ahead is free ([`AheadBudget`]). A queue taken
+/// first in, first out, with places taken when queuing, went breadth first: the places filled
+/// with folders far ahead of the walk, a folder that found no place was left for the walker to
+/// ask for, one at a time, and in an unchanged backup of the bench tree the walker asked for
+/// 1,493 of 3,210 folders itself and waited on many of them.
 #[derive(Clone)]
 struct AheadQueue {
-    tx: Sender<Task>,
+    queued: Arc<Mutex<BinaryHeap<Queued>>>,
+    /// A token per queued scan and per place freed: readers wait on it beside the walker's
+    /// tasks. A token promises nothing; a reader that finds nothing to take waits again.
+    bell: Sender<()>,
     budget: Arc<AheadBudget>,
 }
 
+/// A queued scan ahead; the heap's greatest is the smallest path.
+struct Queued {
+    path: PathBuf,
+    old: Option<BlobId>,
+    reply: Sender<Result<Scan>>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.path.cmp(&self.path)
+    }
+}
+
 impl AheadQueue {
-    /// Starts the scans of `scan`'s subfolders, in name order, while the budget lasts.
+    fn new(scan_limit: usize) -> (AheadQueue, Receiver<()>) {
+        let (bell, rung) = unbounded();
+        let budget = AheadBudget::new(scan_limit, bell.clone());
+        (AheadQueue { queued: Arc::default(), bell, budget }, rung)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Queued>> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues the scans of `scan`'s subfolders while the queue has room.
     fn start_subfolders(&self, scan: &mut Scan) {
+        let mut queued = self.lock();
         for entry in &mut scan.entries {
             let Ok(Scanned { path, todo: Todo::Dir { old, ahead }, .. }) = entry else { continue };
-            let Some(slot) = AheadSlot::take(&self.budget) else { return };
-            let (reply, rx) = bounded(1);
-            if self.tx.send(Task::Scan { path: path.clone(), old: *old, reply, slot: Some(slot) }).is_ok() {
-                *ahead = Some(Pending(rx));
+            match self.queue(&mut queued, path, *old) {
+                Some(pending) => *ahead = Some(pending),
+                None => break,
             }
         }
+    }
+
+    /// Queues the scan of `path`, if the queue has room.
+    fn queue(
+        &self,
+        queued: &mut BinaryHeap<Queued>,
+        path: &Path,
+        old: Option<BlobId>,
+    ) -> Option<Pending<Result<Scan>>> {
+        if queued.len() >= AHEAD_QUEUED {
+            return None;
+        }
+        let (reply, rx) = bounded(1);
+        queued.push(Queued { path: path.to_path_buf(), old, reply });
+        let _ = self.bell.send(());
+        Some(Pending(rx))
+    }
+
+    /// The queued scan the walk needs first, with a place among the scans ahead, if one is free.
+    fn next(&self) -> Option<Task> {
+        let mut queued = self.lock();
+        if queued.is_empty() {
+            return None;
+        }
+        let slot = AheadSlot::take(&self.budget)?;
+        let Queued { path, old, reply } = queued.pop()?;
+        Some(Task::Scan { path, old, reply, slot: Some(slot) })
+    }
+
+    /// Takes the scan of `path` out of the queue, if it is still there, for the walker, which
+    /// is about to wait for it: it is then asked for like the walker's own scans, so it never
+    /// waits for a place that only the scans after it in the walk hold.
+    fn claim(&self, path: &Path) -> Option<Task> {
+        let mut queued = self.lock();
+        let top = queued.peek().is_some_and(|q| q.path == path);
+        let found = if top {
+            queued.pop()
+        } else {
+            // Not expected (the walk takes folders in the queue's order), but cheap to cover.
+            let mut found = None;
+            queued.retain(|q| {
+                let here = found.is_none() && q.path == path;
+                if here {
+                    found = Some(Queued { path: q.path.clone(), old: q.old, reply: q.reply.clone() });
+                }
+                !here
+            });
+            found
+        };
+        found.map(|Queued { path, old, reply }| Task::Scan { path, old, reply, slot: None })
     }
 }
 
@@ -212,7 +317,7 @@ impl Failure {
 /// The reader threads. Dropping it stops them (abandoning unfinished files) and joins them.
 pub(super) struct Readers<'scope> {
     tasks: Option<Sender<Task>>,
-    ahead: Arc<AheadBudget>,
+    ahead: AheadQueue,
     cancel: Arc<AtomicBool>,
     handles: Vec<ScopedJoinHandle<'scope, ()>>,
 }
@@ -227,20 +332,17 @@ impl<'scope> Readers<'scope> {
         budget: Budget,
     ) -> Self {
         let (tx, rx) = bounded::<Task>(budget.files_in_flight.max(1));
-        // Unbounded, but holds at most `limit` tasks: each takes a slot of the budget first.
-        let (ahead_tx, ahead_rx) = unbounded::<Task>();
-        let ahead = AheadQueue { tx: ahead_tx, budget: AheadBudget::new(budget.readers.max(1) * AHEAD_PER_READER) };
-        let ahead_budget = ahead.budget.clone();
+        let (ahead, rung) = AheadQueue::new(budget.readers.max(1) * AHEAD_PER_READER);
         let cancel = Arc::new(AtomicBool::new(false));
         let chunker = Chunker::new(repo.config().chunker_files, repo.key().chunker_seed());
         let handles = (0..budget.readers.max(1))
             .map(|_| {
-                let (rx, ahead_rx, sub, cancel) = (rx.clone(), ahead_rx.clone(), sub.clone(), cancel.clone());
+                let (rx, rung, sub, cancel) = (rx.clone(), rung.clone(), sub.clone(), cancel.clone());
                 let ahead = ahead.clone();
                 let ctx = Context { repo, excludes, indexed, chunker, readers: budget.readers.max(1) };
                 scope.spawn(move || {
                     // After a cancel the queued tasks are dropped unrun (their walker is gone).
-                    while let Some(task) = next_task(&rx, &ahead_rx) {
+                    while let Some(task) = next_task(&rx, &rung, &ahead) {
                         if cancel.load(Ordering::SeqCst) {
                             break;
                         }
@@ -249,7 +351,7 @@ impl<'scope> Readers<'scope> {
                 })
             })
             .collect();
-        Readers { tasks: Some(tx), ahead: ahead_budget, cancel, handles }
+        Readers { tasks: Some(tx), ahead, cancel, handles }
     }
 
     fn send(&self, task: Task) -> Result<()> {
@@ -271,9 +373,18 @@ impl<'scope> Readers<'scope> {
     /// leaves its folder for later if they are not there (see [`Scan::left`]).
     pub(super) fn scan(&self, path: PathBuf, old: Option<BlobId>, ahead: bool) -> Result<Pending<Result<Scan>>> {
         let (reply, rx) = bounded(1);
-        let slot = ahead.then(|| AheadSlot::entries_only(&self.ahead));
+        let slot = ahead.then(|| AheadSlot::entries_only(&self.ahead.budget));
         self.send(Task::Scan { path, old, reply, slot })?;
         Ok(Pending(rx))
+    }
+
+    /// Asks for the scan of `path` now if it is still queued ahead: the walker is about to
+    /// wait for it ([`AheadQueue::claim`]).
+    pub(super) fn claim(&self, path: &Path) -> Result<()> {
+        match self.ahead.claim(path) {
+            Some(task) => self.send(task),
+            None => Ok(()),
+        }
     }
 
     /// Hands a batch of a stream's chunks to the readers; the outcome is their ids, in order.
@@ -298,18 +409,21 @@ impl Drop for Readers<'_> {
 
 /// The next task for a reader: what the walker asked for first, then scans ahead of it; `None`
 /// once the walker has stopped asking (what is left ahead is not needed then).
-fn next_task(walker: &Receiver<Task>, ahead: &Receiver<Task>) -> Option<Task> {
-    match walker.try_recv() {
-        Ok(task) => return Some(task),
-        Err(TryRecvError::Disconnected) => return None,
-        Err(TryRecvError::Empty) => {}
-    }
-    if let Ok(task) = ahead.try_recv() {
-        return Some(task);
-    }
-    crossbeam_channel::select! {
-        recv(walker) -> task => task.ok(),
-        recv(ahead) -> task => task.ok(),
+fn next_task(walker: &Receiver<Task>, rung: &Receiver<()>, ahead: &AheadQueue) -> Option<Task> {
+    loop {
+        match walker.try_recv() {
+            Ok(task) => return Some(task),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if let Some(task) = ahead.next() {
+            return Some(task);
+        }
+        // Tokens rung since the queue was looked at stay in the channel: no wake-up is lost.
+        crossbeam_channel::select! {
+            recv(walker) -> task => return task.ok(),
+            recv(rung) -> token => if token.is_err() { return walker.recv().ok() },
+        }
     }
 }
 
@@ -448,7 +562,8 @@ mod tests {
 
     #[test]
     fn scans_ahead_stay_within_their_budget_and_give_it_back() {
-        let budget = AheadBudget::new(3);
+        let (bell, rung) = unbounded();
+        let budget = AheadBudget::new(3, bell);
         let mut slots: Vec<AheadSlot> = (0..5).filter_map(|_| AheadSlot::take(&budget)).collect();
         assert_eq!(slots.len(), 3);
         assert!(AheadSlot::take(&budget).is_none());
@@ -459,29 +574,65 @@ mod tests {
         drop(walker);
         assert!(slots[1].reserve(2) && !slots[2].reserve(1));
         drop(slots);
+        // Each counted place given back rang the bell once.
+        assert_eq!(rung.try_iter().count(), 3);
         assert_eq!(budget.scans.load(Ordering::SeqCst), 0);
         assert_eq!(budget.entries.load(Ordering::SeqCst), 0);
         assert!(AheadSlot::take(&budget).is_some_and(|mut s| s.reserve(AHEAD_ENTRIES)));
     }
 
-    #[test]
-    fn readers_take_the_walkers_tasks_first_and_stop_with_the_walker() {
-        let (walker_tx, walker) = bounded::<Task>(4);
-        let (ahead_tx, ahead) = unbounded::<Task>();
-        let scan = |name: &str| {
-            let (reply, _) = bounded(1);
-            Task::Scan { path: PathBuf::from(name), old: None, reply, slot: None }
-        };
-        ahead_tx.send(scan("ahead")).unwrap();
-        walker_tx.send(scan("asked")).unwrap();
-        let path = |t: Option<Task>| match t {
+    fn path(task: Option<Task>) -> PathBuf {
+        match task {
             Some(Task::Scan { path, .. }) => path,
             _ => panic!("a scan"),
-        };
-        assert_eq!(path(next_task(&walker, &ahead)), PathBuf::from("asked"));
-        assert_eq!(path(next_task(&walker, &ahead)), PathBuf::from("ahead"));
-        ahead_tx.send(scan("left")).unwrap();
+        }
+    }
+
+    fn queue(q: &AheadQueue, names: &[&str]) -> Vec<Pending<Result<Scan>>> {
+        let mut queued = q.lock();
+        names.iter().map(|n| q.queue(&mut queued, Path::new(n), None).unwrap()).collect()
+    }
+
+    #[test]
+    fn readers_take_the_walkers_tasks_first_then_scans_ahead_in_walk_order() {
+        let (walker_tx, walker) = bounded::<Task>(4);
+        let (q, rung) = AheadQueue::new(2);
+        let _pending = queue(&q, &["b", "a/b", "a", "a/b/c"]);
+        let (reply, _) = bounded(1);
+        walker_tx.send(Task::Scan { path: PathBuf::from("asked"), old: None, reply, slot: None }).unwrap();
+        assert_eq!(path(next_task(&walker, &rung, &q)), PathBuf::from("asked"));
+        // Depth first, names in byte order; each scan ahead holds a place until dropped.
+        let Some(Task::Scan { path: first, slot: _held, .. }) = next_task(&walker, &rung, &q) else { panic!() };
+        assert_eq!(first, PathBuf::from("a"));
+        let Some(Task::Scan { path: p, slot, .. }) = next_task(&walker, &rung, &q) else { panic!("a scan") };
+        assert_eq!(p, PathBuf::from("a/b"));
+        assert!(q.next().is_none(), "both places are taken");
+        // A place given back lets the next one go (and rings the bell for a waiting reader).
+        drop(slot);
+        assert_eq!(path(next_task(&walker, &rung, &q)), PathBuf::from("a/b/c"));
+        // The walker stopping stops the readers, whatever is left ahead.
         drop(walker_tx);
-        assert!(next_task(&walker, &ahead).is_none());
+        assert!(next_task(&walker, &rung, &q).is_none());
+    }
+
+    #[test]
+    fn the_walker_claims_a_queued_scan_it_is_about_to_wait_for() {
+        let (q, _rung) = AheadQueue::new(0);
+        let _pending = queue(&q, &["x", "y", "z"]);
+        assert!(q.next().is_none(), "no place for scans ahead");
+        // Claimed without a place: the first in walk order, or any other still queued.
+        let Some(Task::Scan { path: p, slot, .. }) = q.claim(Path::new("x")) else { panic!("x is queued") };
+        assert_eq!((p, slot.is_none()), (PathBuf::from("x"), true));
+        assert_eq!(path(q.claim(Path::new("z"))), PathBuf::from("z"));
+        assert!(q.claim(Path::new("z")).is_none() && q.claim(Path::new("w")).is_none());
+        assert_eq!(path(q.claim(Path::new("y"))), PathBuf::from("y"));
+    }
+
+    #[test]
+    fn the_queue_of_scans_ahead_is_bounded() {
+        let (q, _rung) = AheadQueue::new(1);
+        let mut queued = q.lock();
+        let n = (0..AHEAD_QUEUED + 3).filter_map(|i| q.queue(&mut queued, Path::new(&format!("d{i}")), None)).count();
+        assert_eq!(n, AHEAD_QUEUED);
     }
 }

@@ -270,6 +270,37 @@ fn folders_too_large_to_scan_ahead_are_scanned_when_the_walk_gets_there() {
     assert_eq!((s.files_new, s.files_changed, s.files_unchanged), (0, 0, files.len() as u64 - 6));
 }
 
+/// A folder too large to scan ahead is scanned by the walker, and its subfolders are queued
+/// ahead while later folders hold every place for scans ahead: the walker then claims the scan
+/// it needs instead of waiting for a place that only the later folders would give back.
+#[test]
+fn subfolders_of_a_folder_left_by_its_scan_ahead_do_not_wait_for_a_place() {
+    let t = crate::repo::testing::memory_repo();
+    let src = tempfile::tempdir().unwrap();
+    let mut dirs = vec!["a".to_string(), "a/sub1".into(), "a/sub2".into(), "a/sub2/deeper".into()];
+    dirs.extend((0..12).map(|i| format!("later{i:02}")));
+    for dir in &dirs {
+        std::fs::create_dir_all(src.path().join(dir)).unwrap();
+        std::fs::write(src.path().join(dir).join("f"), dir.as_bytes()).unwrap();
+    }
+    // Over `AHEAD_ENTRIES`: "a" is always left for the walker.
+    for f in 0..20 {
+        std::fs::write(src.path().join(format!("a/f{f}")), [f]).unwrap();
+    }
+    let repo = Arc::new(t.repo);
+    let (done, finished) = std::sync::mpsc::channel();
+    let (r, dir) = (repo.clone(), src.path().to_path_buf());
+    std::thread::spawn(move || {
+        let mut parent = None;
+        for _ in 0..5 {
+            let (id, snap, _) = backup(&r, &BackupOptions { parent, ..opts(&dir) }).unwrap();
+            parent = Some((id, snap.tree));
+        }
+        done.send(()).unwrap();
+    });
+    finished.recv_timeout(std::time::Duration::from_secs(60)).expect("the backups finish");
+}
+
 /// Trees are packed apart from file data (the next backup loads them all).
 #[test]
 fn trees_and_data_go_into_separate_packs() {

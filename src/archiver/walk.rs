@@ -103,9 +103,9 @@ impl Archiver<'_, '_> {
         let Scan { mut entries, parent, slot, left: _ } = scan;
         drop(slot);
         self.summary.dirs += 1;
-        // Subfolders are scanned ahead, a few at a time and in name order, while this one's
-        // entries are taken; each is consumed in order when the walk descends into it. Those a
-        // reader already started (see `read::AheadQueue`) are not asked for again.
+        // Subfolders are scanned ahead while this one's entries are taken; each is consumed in
+        // order when the walk descends into it. Those the readers queued (see
+        // `read::AheadQueue`) are not asked for again; the rest a few at a time, in name order.
         let subdirs: Vec<Subdir> = entries
             .iter_mut()
             .filter_map(|e| match e {
@@ -189,7 +189,13 @@ impl Archiver<'_, '_> {
                     None => None,
                 };
                 let scan = match scan {
-                    Some(scan) => scan,
+                    Some((scan, queued)) => {
+                        // A scan still queued ahead is asked for now rather than waited for.
+                        if queued && !scan.is_ready() {
+                            self.readers.claim(&path)?;
+                        }
+                        scan
+                    }
                     None => self.readers.scan(path.clone(), old, false)?,
                 };
                 let key = self.save_dir(&path, scan, depth + 1)?;
@@ -259,14 +265,15 @@ impl Archiver<'_, '_> {
     }
 }
 
-/// A subfolder to descend into: its path, its tree in the parent snapshot, and its scan if a
-/// reader has started it.
+/// A subfolder to descend into: its path, its tree in the parent snapshot, and its scan if the
+/// readers queued it.
 type Subdir = (PathBuf, Option<BlobId>, Option<Pending<Result<Scan>>>);
 
-/// Scans of a folder's subfolders asked for ahead of the walk, at most `limit` at a time.
+/// Scans of a folder's subfolders asked for ahead of the walk, at most `limit` at a time (those
+/// not queued by the readers, see `read::AheadQueue`); each with whether the readers queued it.
 struct Ahead {
     todo: std::vec::IntoIter<Subdir>,
-    pending: VecDeque<Pending<Result<Scan>>>,
+    pending: VecDeque<(Pending<Result<Scan>>, bool)>,
     limit: usize,
 }
 
@@ -276,8 +283,8 @@ impl Ahead {
             && let Some((path, old, started)) = self.todo.next()
         {
             let scan = match started {
-                Some(scan) => scan,
-                None => readers.scan(path, old, true)?,
+                Some(scan) => (scan, true),
+                None => (readers.scan(path, old, true)?, false),
             };
             self.pending.push_back(scan);
         }
@@ -285,7 +292,7 @@ impl Ahead {
     }
 
     /// The scan of the next subfolder in name order.
-    fn next(&mut self, readers: &Readers<'_>) -> Result<Option<Pending<Result<Scan>>>> {
+    fn next(&mut self, readers: &Readers<'_>) -> Result<Option<(Pending<Result<Scan>>, bool)>> {
         let next = self.pending.pop_front();
         self.fill(readers)?;
         Ok(next)
