@@ -75,6 +75,39 @@ pub struct StoreBackend {
     /// For local disk: whether large objects are still written with `O_DIRECT` (cleared the
     /// first time the filesystem refuses it).
     direct: std::sync::atomic::AtomicBool,
+    /// For local disk: the packs read from last, kept open (see [`OpenPacks`]).
+    open: OpenPacks,
+}
+
+/// The few local files read from last, kept open: an unchanged backup of the bench tree reads
+/// its parent's 3,210 trees from one pack, and opened and closed that file for each of them.
+/// Only ranged reads use it, and only packs are read by range: a pack's name is the hash of its
+/// bytes and it is never rewritten, so a file kept open reads what a new open would.
+#[derive(Default)]
+struct OpenPacks(std::sync::Mutex<std::collections::VecDeque<(String, Arc<std::fs::File>)>>);
+
+impl OpenPacks {
+    /// Files kept open, at most.
+    const KEEP: usize = 8;
+
+    fn get(
+        &self,
+        path: &str,
+        open: impl FnOnce() -> Result<std::fs::File, BackendError>,
+    ) -> Result<Arc<std::fs::File>, BackendError> {
+        let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, f)) = lock().iter().find(|(p, _)| p == path) {
+            return Ok(f.clone());
+        }
+        // Opened outside the lock: readers of other packs do not wait for it.
+        let file = Arc::new(open()?);
+        let mut files = lock();
+        if files.len() >= Self::KEEP {
+            files.pop_front();
+        }
+        files.push_back((path.to_string(), file.clone()));
+        Ok(file)
+    }
 }
 
 impl StoreBackend {
@@ -85,7 +118,13 @@ impl StoreBackend {
             .enable_all()
             .build()
             .map_err(|e| BackendError::Permanent(format!("starting the I/O runtime: {e}")))?;
-        Ok(StoreBackend { store, runtime, local_root: None, direct: std::sync::atomic::AtomicBool::new(true) })
+        Ok(StoreBackend {
+            store,
+            runtime,
+            local_root: None,
+            direct: std::sync::atomic::AtomicBool::new(true),
+            open: OpenPacks::default(),
+        })
     }
 
     /// A repository folder on local disk, with durable (fsynced) writes of our own ([`local`]);
@@ -113,9 +152,8 @@ fn local_error(path: &str, e: std::io::Error) -> BackendError {
 }
 
 /// A positional read of a local file; a file shorter than the range is a short read.
-fn read_local_range(file: &std::path::Path, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
+fn read_local_range(f: &std::fs::File, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(file).map_err(|e| local_error(path, e))?;
     let len = usize::try_from(range.end.saturating_sub(range.start))
         .map_err(|_| BackendError::Permanent(format!("{path}: range too large")))?;
     let mut buf = vec![0u8; len];
@@ -152,7 +190,9 @@ impl Backend for StoreBackend {
 
     fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
         if let Some(root) = &self.local_root {
-            return read_local_range(&root.join(path), path, range);
+            let file =
+                self.open.get(path, || std::fs::File::open(root.join(path)).map_err(|e| local_error(path, e)))?;
+            return read_local_range(&file, path, range);
         }
         let p = StorePath::from(path);
         let want = range.end.saturating_sub(range.start);
@@ -406,6 +446,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn memory_backend_basics() {
@@ -431,6 +472,37 @@ mod tests {
         assert!(matches!(b.get_range("index/01", 1..9), Err(BackendError::Permanent(_))));
         assert!(matches!(b.get_range("index/02", 0..1), Err(BackendError::NotFound(_))));
         assert_eq!(object_path(ObjectKind::Pack, "abcdef"), "packs/ab/abcdef");
+    }
+
+    /// Ranged reads keep the last few files open: one open per file while it stays among them,
+    /// and a missing file is not remembered.
+    #[test]
+    fn ranged_reads_keep_the_last_files_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = StoreBackend::local(dir.path()).unwrap();
+        let opens = AtomicUsize::new(0);
+        let open = |name: &str| {
+            let path = dir.path().join(name);
+            let opens = &opens;
+            move || {
+                opens.fetch_add(1, Ordering::SeqCst);
+                std::fs::File::open(path).map_err(|e| local_error("x", e))
+            }
+        };
+        for i in 0..=OpenPacks::KEEP {
+            std::fs::write(dir.path().join(format!("p{i}")), [i as u8]).unwrap();
+        }
+        assert!(b.open.get("missing", open("missing")).is_err());
+        assert!(b.open.get("p0", open("p0")).is_ok() && b.open.get("p0", open("p0")).is_ok());
+        assert_eq!(opens.load(Ordering::SeqCst), 2);
+        // KEEP more files push p0 out: it is opened again.
+        for i in 1..=OpenPacks::KEEP {
+            b.open.get(&format!("p{i}"), open(&format!("p{i}"))).unwrap();
+        }
+        let before = opens.load(Ordering::SeqCst);
+        b.open.get("p0", open("p0")).unwrap();
+        assert_eq!(opens.load(Ordering::SeqCst), before + 1);
+        assert_eq!(&b.get_range("p3", 0..1).unwrap()[..], [3]);
     }
 
     /// Large objects (written with O_DIRECT where the filesystem allows it) come back byte for
