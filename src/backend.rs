@@ -79,15 +79,15 @@ pub struct StoreBackend {
     open: OpenPacks,
 }
 
-/// The few local files read from last, kept open: an unchanged backup of the bench tree reads
-/// its parent's 3,210 trees from one pack, and opened and closed that file for each of them.
-/// Only ranged reads use it, and only packs are read by range: a pack's name is the hash of its
+/// The local files read from last, kept open: an unchanged backup of the bench tree reads its
+/// parent's 3,210 trees from one pack, and opened and closed that file for each of them. Only
+/// ranged reads use it, and only packs are read by range: a pack's name is the hash of its
 /// bytes and it is never rewritten, so a file kept open reads what a new open would.
 #[derive(Default)]
 struct OpenPacks(std::sync::Mutex<std::collections::VecDeque<(String, Arc<std::fs::File>)>>);
 
 impl OpenPacks {
-    /// Files kept open, at most.
+    /// Files kept open, at most; the one read from longest ago is closed first.
     const KEEP: usize = 8;
 
     fn get(
@@ -96,12 +96,23 @@ impl OpenPacks {
         open: impl FnOnce() -> Result<std::fs::File, BackendError>,
     ) -> Result<Arc<std::fs::File>, BackendError> {
         let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, f)) = lock().iter().find(|(p, _)| p == path) {
-            return Ok(f.clone());
+        let kept = |files: &mut std::collections::VecDeque<(String, Arc<std::fs::File>)>| {
+            let at = files.iter().position(|(p, _)| p == path)?;
+            let entry = files.remove(at)?;
+            let file = entry.1.clone();
+            files.push_back(entry);
+            Some(file)
+        };
+        if let Some(file) = kept(&mut lock()) {
+            return Ok(file);
         }
         // Opened outside the lock: readers of other packs do not wait for it.
         let file = Arc::new(open()?);
         let mut files = lock();
+        // Another reader may have opened it meanwhile: keep one.
+        if let Some(theirs) = kept(&mut files) {
+            return Ok(theirs);
+        }
         if files.len() >= Self::KEEP {
             files.pop_front();
         }
@@ -474,8 +485,8 @@ mod tests {
         assert_eq!(object_path(ObjectKind::Pack, "abcdef"), "packs/ab/abcdef");
     }
 
-    /// Ranged reads keep the last few files open: one open per file while it stays among them,
-    /// and a missing file is not remembered.
+    /// Ranged reads keep the files read from last open: one open per file while it stays among
+    /// them, the one read from longest ago closed first, and a missing file not remembered.
     #[test]
     fn ranged_reads_keep_the_last_files_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -495,13 +506,19 @@ mod tests {
         assert!(b.open.get("missing", open("missing")).is_err());
         assert!(b.open.get("p0", open("p0")).is_ok() && b.open.get("p0", open("p0")).is_ok());
         assert_eq!(opens.load(Ordering::SeqCst), 2);
-        // KEEP more files push p0 out: it is opened again.
-        for i in 1..=OpenPacks::KEEP {
+        // KEEP - 1 more files fill the places; p0, read again, is then the newest, and the next
+        // new file pushes p1 out instead.
+        for i in 1..OpenPacks::KEEP {
             b.open.get(&format!("p{i}"), open(&format!("p{i}"))).unwrap();
         }
+        b.open.get("p0", open("p0")).unwrap();
+        let last = format!("p{}", OpenPacks::KEEP);
+        b.open.get(&last, open(&last)).unwrap();
         let before = opens.load(Ordering::SeqCst);
         b.open.get("p0", open("p0")).unwrap();
-        assert_eq!(opens.load(Ordering::SeqCst), before + 1);
+        assert_eq!(opens.load(Ordering::SeqCst), before, "p0 stayed open");
+        b.open.get("p1", open("p1")).unwrap();
+        assert_eq!(opens.load(Ordering::SeqCst), before + 1, "p1 was closed");
         assert_eq!(&b.get_range("p3", 0..1).unwrap()[..], [3]);
     }
 
