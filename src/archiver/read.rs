@@ -82,7 +82,7 @@ pub(super) struct AheadBudget {
     scans: AtomicUsize,
     scan_limit: usize,
     entries: AtomicUsize,
-    /// Rung when a place among the scans frees up (see [`AheadQueue`]).
+    /// Rung when a scan is queued or a place among the scans frees up (see [`AheadQueue`]).
     bell: Sender<()>,
 }
 
@@ -154,9 +154,8 @@ const AHEAD_QUEUED: usize = if cfg!(test) { 4 } else { 16 * 1024 };
 #[derive(Clone)]
 struct AheadQueue {
     queued: Arc<Mutex<BinaryHeap<Queued>>>,
-    /// A token per queued scan and per place freed: readers wait on it beside the walker's
-    /// tasks. A token promises nothing; a reader that finds nothing to take waits again.
-    bell: Sender<()>,
+    /// Its bell rings once per queued scan and per place freed: readers wait on it beside the
+    /// walker's tasks. A ring promises nothing; a reader that finds nothing to take waits again.
     budget: Arc<AheadBudget>,
 }
 
@@ -187,8 +186,7 @@ impl Ord for Queued {
 impl AheadQueue {
     fn new(scan_limit: usize) -> (AheadQueue, Receiver<()>) {
         let (bell, rung) = unbounded();
-        let budget = AheadBudget::new(scan_limit, bell.clone());
-        (AheadQueue { queued: Arc::default(), bell, budget }, rung)
+        (AheadQueue { queued: Arc::default(), budget: AheadBudget::new(scan_limit, bell) }, rung)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Queued>> {
@@ -219,7 +217,7 @@ impl AheadQueue {
         }
         let (reply, rx) = bounded(1);
         queued.push(Queued { path: path.to_path_buf(), old, reply });
-        let _ = self.bell.send(());
+        let _ = self.budget.bell.send(());
         Some(Pending(rx))
     }
 
@@ -239,19 +237,13 @@ impl AheadQueue {
     /// waits for a place that only the scans after it in the walk hold.
     fn claim(&self, path: &Path) -> Option<Task> {
         let mut queued = self.lock();
-        let top = queued.peek().is_some_and(|q| q.path == path);
-        let found = if top {
+        let found = if queued.peek().is_some_and(|q| q.path == path) {
             queued.pop()
         } else {
             // Not expected (the walk takes folders in the queue's order), but cheap to cover.
-            let mut found = None;
-            queued.retain(|q| {
-                let here = found.is_none() && q.path == path;
-                if here {
-                    found = Some(Queued { path: q.path.clone(), old: q.old, reply: q.reply.clone() });
-                }
-                !here
-            });
+            let mut all = std::mem::take(&mut *queued).into_vec();
+            let found = all.iter().position(|q| q.path == path).map(|at| all.swap_remove(at));
+            *queued = all.into();
             found
         };
         found.map(|Queued { path, old, reply }| Task::Scan { path, old, reply, slot: None })
