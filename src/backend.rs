@@ -44,6 +44,11 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// Offset, length and address alignment of `O_DIRECT` writes (packs here, `cairn dump`'s
+/// output in `cli::direct_out`): a 4 KiB page, which covers devices with 512-byte and 4 KiB
+/// logical blocks.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
 /// The one mapping of object kinds to paths.
 pub fn object_path(kind: ObjectKind, name: &str) -> String {
     match kind {
@@ -269,6 +274,7 @@ impl Backend for StoreBackend {
 /// and evicted the user's own cached files, only to be flushed to disk by the fsync anyway.
 mod local {
     use super::BackendError;
+    use super::DIRECT_ALIGN as ALIGN;
     use std::fs::{File, OpenOptions};
     use std::io::ErrorKind;
     use std::os::unix::fs::FileExt;
@@ -279,9 +285,6 @@ mod local {
     pub const DIRECT_MIN: usize = 1 << 20;
     /// Bytes per direct write (the size of each writing thread's aligned buffer).
     const DIRECT_PIECE: usize = 1 << 20;
-    /// Offset, length and address alignment of direct writes: a 4 KiB page, which covers
-    /// devices with 512-byte and 4 KiB logical blocks.
-    const ALIGN: usize = 4096;
 
     fn failed(path: &str, what: &str, e: std::io::Error) -> BackendError {
         BackendError::Permanent(format!("{path}: {what}: {e}"))

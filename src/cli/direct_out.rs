@@ -16,6 +16,7 @@
 //! stdout is a regular file, not in append mode, at an offset that is a multiple of [`ALIGN`];
 //! a filesystem that refuses direct writes (tmpfs) gets the same pieces through the page cache.
 
+use crate::backend::DIRECT_ALIGN as ALIGN;
 use crossbeam_channel::{Receiver, Sender};
 use rustix::fs::SeekFrom;
 use std::fs::File;
@@ -24,9 +25,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::thread::JoinHandle;
 
-/// Offset, length and address alignment of direct writes: a 4 KiB page, which covers devices
-/// with 512-byte and 4 KiB logical blocks.
-const ALIGN: usize = 4096;
 /// Bytes per direct write. A direct write waits for the device: at 1 MiB the disk of these
 /// machines took 700 MB in 0.67 s, at 4 MiB in 0.53 s (`dd oflag=direct`).
 const PIECE: usize = 4 << 20;
