@@ -93,8 +93,8 @@ pub(super) struct Scan {
     /// Its place in the budget of scans done ahead of the walk, if it was one.
     pub slot: Option<AheadSlot>,
     /// Set by a scan ahead of the walk whose folder did not fit in the budget of entries held
-    /// ahead (see `read::AHEAD_ENTRIES`): nothing was scanned, and the walker scans it when it
-    /// gets there, with this parent snapshot's tree id for it.
+    /// ahead (see `read::ahead::AHEAD_ENTRIES`): nothing was scanned, and the walker scans it
+    /// when it gets there, with this parent snapshot's tree id for it.
     pub left: Option<Option<BlobId>>,
 }
 
@@ -120,8 +120,9 @@ pub(super) enum Indexed<'a> {
 
 /// Lists and scans the directory at `path`; `old` is the parent snapshot's tree for it. The
 /// entries of the listing and of the parent tree are reserved with `reserve` as they come (a
-/// scan ahead of need has a budget; see `read::AHEAD_ENTRIES`); if it refuses, the folder is
-/// left for the walker ([`Scan::left`]) before anything in it is stat'ed, read or stored.
+/// scan ahead of need has a budget; see `read::ahead::AHEAD_ENTRIES`); if it refuses, the
+/// folder is left for the walker ([`Scan::left`]) before anything in it is stat'ed, read or
+/// stored.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan_dir(
     repo: &Repository,

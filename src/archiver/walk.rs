@@ -105,7 +105,8 @@ impl Archiver<'_, '_> {
         self.summary.dirs += 1;
         // Subfolders are scanned ahead while this one's entries are taken; each is consumed in
         // order when the walk descends into it. Those the readers queued (see
-        // `read::AheadQueue`) are not asked for again; the rest a few at a time, in name order.
+        // `read::ahead::AheadQueue`) are not asked for again; the rest a few at a time, in name
+        // order.
         let subdirs: Vec<Subdir> = entries
             .iter_mut()
             .filter_map(|e| match e {
@@ -270,7 +271,8 @@ impl Archiver<'_, '_> {
 type Subdir = (PathBuf, Option<BlobId>, Option<Pending<Result<Scan>>>);
 
 /// Scans of a folder's subfolders asked for ahead of the walk, at most `limit` at a time (those
-/// not queued by the readers, see `read::AheadQueue`); each with whether the readers queued it.
+/// not queued by the readers, see `read::ahead::AheadQueue`); each with whether the readers
+/// queued it.
 struct Ahead {
     todo: std::vec::IntoIter<Subdir>,
     pending: VecDeque<(Pending<Result<Scan>>, bool)>,
