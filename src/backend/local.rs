@@ -8,8 +8,8 @@
 //! into fresh page-cache pages (on these VMs ~13-17% of a first backup's CPU) and evicted the
 //! user's own cached files, only to be flushed to disk by the fsync anyway.
 
-use super::BackendError;
 use super::DIRECT_ALIGN as ALIGN;
+use super::{BackendError, ReadBuf};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -64,14 +64,27 @@ impl OpenPacks {
 
 /// A positional read of a local file; a file shorter than the range is a short read.
 pub(super) fn read_range(f: &File, path: &str, range: Range<u64>) -> Result<Bytes, BackendError> {
-    let len = usize::try_from(range.end.saturating_sub(range.start))
-        .map_err(|_| BackendError::Permanent(format!("{path}: range too large")))?;
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, range.start).map_err(|e| match e.kind() {
+    let mut buf = vec![0u8; range_len(path, &range)?];
+    read_exact_at(f, path, &mut buf, range.start)?;
+    Ok(Bytes::from(buf))
+}
+
+/// [`read_range`] into a reader's kept buffer.
+pub(super) fn read_range_into(f: &File, path: &str, range: Range<u64>, buf: &mut ReadBuf) -> Result<(), BackendError> {
+    let len = range_len(path, &range)?;
+    read_exact_at(f, path, buf.fill(len), range.start)
+}
+
+fn range_len(path: &str, range: &Range<u64>) -> Result<usize, BackendError> {
+    usize::try_from(range.end.saturating_sub(range.start))
+        .map_err(|_| BackendError::Permanent(format!("{path}: range too large")))
+}
+
+fn read_exact_at(f: &File, path: &str, buf: &mut [u8], offset: u64) -> Result<(), BackendError> {
+    f.read_exact_at(buf, offset).map_err(|e| match e.kind() {
         ErrorKind::UnexpectedEof => BackendError::Permanent(format!("{path}: short read (the object is truncated)")),
         _ => BackendError::Permanent(format!("{path}: {e}")),
-    })?;
-    Ok(Bytes::from(buf))
+    })
 }
 
 /// Objects at least this large skip the page cache.

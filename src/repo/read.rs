@@ -4,7 +4,7 @@
 //! open it for one blob. Every failure names the blob and its pack.
 
 use super::{Repository, blob_damaged, blob_kind, missing_or};
-use crate::backend::object_path;
+use crate::backend::{ReadBuf, object_path};
 use crate::blob::{self, BlobType};
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
 use crate::id::{BlobId, PackId};
@@ -18,6 +18,14 @@ impl Repository {
         let name = pack.to_hex();
         self.backend
             .get_range(&object_path(ObjectKind::Pack, &name), range)
+            .map_err(|e| missing_or(e, ObjectKind::Pack, &name))
+    }
+
+    /// [`read_pack_range`](Self::read_pack_range) into a reader's kept buffer.
+    pub fn read_pack_range_into(&self, pack: &PackId, range: std::ops::Range<u64>, buf: &mut ReadBuf) -> Result<()> {
+        let name = pack.to_hex();
+        self.backend
+            .get_range_into(&object_path(ObjectKind::Pack, &name), range, buf)
             .map_err(|e| missing_or(e, ObjectKind::Pack, &name))
     }
 

@@ -11,7 +11,8 @@
 //! written; nothing after it.
 
 use super::plan::TreeSource;
-use super::{LastBundle, PackSource, take_blob};
+use super::{KEEP_READ, LastBundle, PackSource, take_blob};
+use crate::backend::ReadBuf;
 use crate::error::{Error, ObjectKind, ObjectRef, Result};
 use crate::id::BlobId;
 use crate::index::IndexEntry;
@@ -81,10 +82,12 @@ pub(crate) fn dump_from(
         for _ in 0..workers {
             let (job_rx, done_tx, spare_rx) = (job_rx.clone(), done_tx.clone(), spare_rx.clone());
             s.spawn(move || {
-                let mut bundle = LastBundle::default();
+                let (mut bundle, mut read) = (LastBundle::default(), ReadBuf::default());
                 for (seq, run) in job_rx {
                     let buf = spare_rx.try_recv().unwrap_or_default();
-                    if done_tx.send((seq, open_run(packs, &run, buf, &mut bundle))).is_err() {
+                    let opened = open_run(packs, &run, buf, &mut read, &mut bundle);
+                    read.release_over(KEEP_READ);
+                    if done_tx.send((seq, opened)).is_err() {
                         break;
                     }
                 }
@@ -227,11 +230,17 @@ fn plan_reads(run: &Run) -> Vec<(crate::id::PackId, u64, u64, Vec<usize>)> {
     reads
 }
 
-/// Reads one segment and copies its blobs, each verified, into `buf` (reused: its old contents
-/// are overwritten, or cut off), each at its place in file order; returns the plaintext up to
-/// the first blob that fails, and why it failed. Reads go by offset, so the blobs of one bundle
-/// come one after another and `bundle` opens it once.
-pub(super) fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>, bundle: &mut LastBundle) -> Opened {
+/// Reads one segment (through `read`) and copies its blobs, each verified, into `buf` (reused:
+/// its old contents are overwritten, or cut off), each at its place in file order; returns the
+/// plaintext up to the first blob that fails, and why it failed. Reads go by offset, so the blobs
+/// of one bundle come one after another and `bundle` opens it once.
+pub(super) fn open_run(
+    packs: &dyn PackSource,
+    run: &Run,
+    mut buf: Vec<u8>,
+    read: &mut ReadBuf,
+    bundle: &mut LastBundle,
+) -> Opened {
     // The first failure in file order: (position, error). Blobs from it on are not opened.
     let mut first: Option<(usize, Error)> = None;
     // Where each blob starts in `buf`, and where the last one ends.
@@ -261,8 +270,9 @@ pub(super) fn open_run(packs: &dyn PackSource, run: &Run, mut buf: Vec<u8>, bund
         }
     };
     for (pack, start, end, at) in plan_reads(run) {
-        match packs.read_range(&pack, start..end) {
-            Ok(bytes) => {
+        match packs.read_range(&pack, start..end, read) {
+            Ok(()) => {
+                let bytes = read.bytes();
                 for i in at {
                     if first.as_ref().is_some_and(|(pos, _)| *pos <= i) {
                         continue; // nothing from a failed blob on is written

@@ -12,13 +12,13 @@ mod dump;
 mod plan;
 mod write;
 
+use crate::backend::ReadBuf;
 use crate::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::{BlobIndex, IndexEntry};
 use crate::repo::Repository;
 use crate::tree::{Node, NodeKind, Tree};
-use bytes::Bytes;
 use plan::{Batch, Limits, PackPlan, ReadRange, TreeSource, Walker};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -59,7 +59,8 @@ pub struct RestoreSummary {
 /// What the workers read: ranges of packs, and data blobs opened from their bundles' sealed
 /// bytes.
 pub(crate) trait PackSource: Sync {
-    fn read_range(&self, pack: &PackId, range: Range<u64>) -> Result<Bytes>;
+    /// Reads a range of a pack into `buf` (a worker's, kept from one read to the next).
+    fn read_range(&self, pack: &PackId, range: Range<u64>, buf: &mut ReadBuf) -> Result<()>;
     /// Authenticates and decompresses the bundle holding data blob `id` (its sealed bytes are
     /// `sealed`) into `out`. Nothing in it is verified yet: take blobs with
     /// [`data_in`](Self::data_in).
@@ -98,8 +99,8 @@ impl TreeSource for Repository {
 }
 
 impl PackSource for Repository {
-    fn read_range(&self, pack: &PackId, range: Range<u64>) -> Result<Bytes> {
-        self.read_pack_range(pack, range)
+    fn read_range(&self, pack: &PackId, range: Range<u64>, buf: &mut ReadBuf) -> Result<()> {
+        self.read_pack_range_into(pack, range, buf)
     }
     fn open_data_bundle(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.open_bundle(BlobType::Data, id, entry, sealed, out)
@@ -167,8 +168,10 @@ fn execute(src: &dyn PackSource, batch: &Batch, progress: &write::Progress, work
         for _ in 0..threads {
             s.spawn(|| {
                 let mut writer = write::FileWriter::new(&batch.files, progress);
+                let mut read = ReadBuf::default();
                 while let Some(pack) = batch.packs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    restore_pack(src, pack, &mut writer, &failures);
+                    restore_pack(src, pack, &mut read, &mut writer, &failures);
+                    read.release_over(KEEP_READ);
                 }
             });
         }
@@ -191,29 +194,33 @@ fn fail_all(failures: &[OnceLock<String>], range: &ReadRange, reason: &str) {
     }
 }
 
-/// Reads one pack range by range; at most one range of sealed bytes and one opened bundle are
-/// in memory at a time.
+/// A worker's read buffer is kept up to this size. A restore's reads are at most 4 MiB
+/// ([`Limits::max_range`]) unless one blob is longer; a dump's are a run's blobs in one pack, at
+/// most 4 MiB of sealed bytes and the gaps between them.
+pub(crate) const KEEP_READ: usize = 8 << 20;
+
+/// Reads one pack range by range into `read`; at most one range of sealed bytes and one opened
+/// bundle are in memory at a time.
 fn restore_pack(
     src: &dyn PackSource,
     pack: &PackPlan,
+    read: &mut ReadBuf,
     writer: &mut write::FileWriter<'_>,
     failures: &[OnceLock<String>],
 ) {
     let mut bundle = LastBundle::default();
     for range in &pack.ranges {
-        let bytes = match src.read_range(&pack.pack, range.start..range.end) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                fail_all(failures, range, &e.to_string());
-                continue;
-            }
-        };
+        if let Err(e) = src.read_range(&pack.pack, range.start..range.end, read) {
+            fail_all(failures, range, &e.to_string());
+            continue;
+        }
+        let bytes = read.bytes();
         for blob in &range.blobs {
             let alive = || blob.targets.iter().any(|(file, _)| failures.get(*file).is_some_and(|f| f.get().is_none()));
             if !alive() {
                 continue;
             }
-            let plain = match open_in_range(src, &mut bundle, &pack.pack, range, &bytes, blob) {
+            let plain = match open_in_range(src, &mut bundle, &pack.pack, range, bytes, blob) {
                 Ok(plain) => plain,
                 Err(reason) => {
                     blob.targets.iter().for_each(|(file, _)| fail(failures, *file, &reason));
@@ -240,7 +247,7 @@ fn open_in_range<'b>(
     bundle: &'b mut LastBundle,
     pack: &PackId,
     range: &ReadRange,
-    bytes: &Bytes,
+    bytes: &[u8],
     blob: &plan::BlobUse,
 ) -> Result<&'b [u8], String> {
     let start = u64::from(blob.entry.offset) - range.start;

@@ -333,11 +333,11 @@ struct LosePack<'a> {
 }
 
 impl PackSource for LosePack<'_> {
-    fn read_range(&self, pack: &PackId, range: Range<u64>) -> Result<Bytes> {
+    fn read_range(&self, pack: &PackId, range: Range<u64>, buf: &mut ReadBuf) -> Result<()> {
         if *pack == self.lost {
             return Err(Error::Missing { object: ObjectRef::new(ObjectKind::Pack, pack.to_hex()) });
         }
-        self.repo.read_pack_range(pack, range)
+        self.repo.read_pack_range_into(pack, range, buf)
     }
     fn open_data_bundle(&self, id: &BlobId, entry: &IndexEntry, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.repo.open_data_bundle(id, entry, sealed, out)

@@ -96,13 +96,15 @@ fn a_reused_run_buffer_shows_none_of_its_old_bytes() {
     let run = |ids: &[BlobId]| dump::Run {
         blobs: ids.iter().map(|id| (*id, f.repo().locate_data(id).unwrap().unwrap())).collect(),
     };
-    let mut bundle = LastBundle::default();
+    // One read buffer for all: each read overwrites a longer or shorter one before it.
+    let (mut bundle, mut read) = (LastBundle::default(), ReadBuf::default());
     for stale in [vec![0xAA; 3], vec![0xAA; 1000]] {
         // Out of bundle order, so blobs land in the buffer out of order.
-        let opened = dump::open_run(f.repo(), &run(&[good[2], good[0], good[1]]), stale.clone(), &mut bundle);
+        let opened =
+            dump::open_run(f.repo(), &run(&[good[2], good[0], good[1]]), stale.clone(), &mut read, &mut bundle);
         assert!(opened.failed.is_none());
         assert_eq!(opened.plain, b"three one two ");
-        let opened = dump::open_run(f.repo(), &run(&[good[1], bad[0], good[0]]), stale, &mut bundle);
+        let opened = dump::open_run(f.repo(), &run(&[good[1], bad[0], good[0]]), stale, &mut read, &mut bundle);
         assert!(matches!(opened.failed, Some(Error::Corrupt { .. })));
         assert_eq!(opened.plain, b"two ");
     }
