@@ -38,8 +38,10 @@ pub const BATCH_BYTES: usize = 1024 * 1024;
 pub struct Budget {
     pub seal_threads: usize,
     pub uploads: usize,
-    /// Batches waiting to be sealed, and sealed batches waiting for the packer.
-    pub queue: usize,
+    /// Batches waiting to be sealed.
+    pub to_seal: usize,
+    /// Sealed batches waiting for the packer.
+    pub to_pack: usize,
     /// Threads reading, chunking and hashing changed files and stream batches.
     pub readers: usize,
     /// Files (or stream batches) handed to the readers and not yet taken back by the walker.
@@ -54,13 +56,14 @@ impl Budget {
         Budget {
             seal_threads: cores,
             uploads: parallel_puts.max(1),
-            // Four batches a core on each side of the sealers. At one a core, the readers of a
-            // first backup of the bench tree waited 0.5 s each on a full queue to the sealers
-            // and the sealers 0.15-0.25 s each on one to the packer, while both cores were busy
-            // only 1.5-1.7 of the time. That backup took 2.64-2.79 s at one batch a core and
-            // 2.52-2.69 s at four (medians of 6-8 interleaved runs; db1 1.70 -> 1.65 s), at a
-            // peak 11 MB higher (137 MB; restic 152-157).
-            queue: cores * 4,
+            to_seal: cores,
+            // Four sealed batches a core. At one, the sealers of a first backup of the bench
+            // tree waited 0.15-0.25 s each on the packer (which takes none while it finishes a
+            // pack) and the readers 0.5 s each on the sealers, with both cores busy only 1.5-1.7
+            // of the time. Medians of 6-7 interleaved runs: 2.62 -> 2.52-2.525 s at the same
+            // peak memory; db1 1.61 -> 1.59 s. Four batches a core waiting to be sealed as well
+            // made it no faster (2.54 s) and 11 MB bigger; that queue deeper alone, 2.65 s.
+            to_pack: cores * 4,
             readers: cores,
             files_in_flight: cores * 4,
         }
@@ -177,8 +180,8 @@ impl<'scope> Pipeline<'scope> {
         budget: Budget,
     ) -> Pipeline<'scope> {
         let shared = Arc::new(Shared::default());
-        let (jobs_tx, jobs_rx) = bounded::<Vec<Job>>(budget.queue);
-        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(budget.queue);
+        let (jobs_tx, jobs_rx) = bounded::<Vec<Job>>(budget.to_seal);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(budget.to_pack);
         // A rendezvous: a finished pack waits in the packer until an uploader is free, so at
         // most `uploads + 1` packs are in memory (plus the one being filled).
         let (packs_tx, packs_rx) = bounded::<FinishedPack>(0);
