@@ -33,11 +33,7 @@ pub trait Backend: Send + Sync {
     /// [`get_range`](Self::get_range) into a reader's kept buffer. Local disk reads straight
     /// into it; other stores copy what they fetched (a copy is cheap beside a round trip).
     fn get_range_into(&self, path: &str, range: Range<u64>, buf: &mut ReadBuf) -> Result<(), BackendError> {
-        let read = self.get_range(path, range).map(|bytes| buf.fill(bytes.len()).copy_from_slice(&bytes));
-        if read.is_err() {
-            buf.clear();
-        }
-        read
+        buf.keep(self.get_range(path, range))
     }
     /// Creates `path`; fails with `AlreadyExists` rather than replace anything.
     fn put_new(&self, path: &str, data: Bytes) -> Result<(), BackendError>;
@@ -87,6 +83,20 @@ impl ReadBuf {
     /// Marks the buffer empty (a read into it failed).
     pub(crate) fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Holds the bytes of a range fetched whole, or nothing if the fetch failed.
+    fn keep<E>(&mut self, fetched: Result<Bytes, E>) -> Result<(), E> {
+        match fetched {
+            Ok(bytes) => {
+                self.fill(bytes.len()).copy_from_slice(&bytes);
+                Ok(())
+            }
+            Err(e) => {
+                self.clear();
+                Err(e)
+            }
+        }
     }
 
     /// Lets the memory go if one long read grew the buffer past `keep` bytes: a reader keeps a
@@ -220,10 +230,8 @@ impl Backend for StoreBackend {
     }
 
     fn get_range_into(&self, path: &str, range: Range<u64>, buf: &mut ReadBuf) -> Result<(), BackendError> {
-        let read = match &self.local_root {
-            Some(root) => self.kept_file(root, path).and_then(|file| local::read_range_into(&file, path, range, buf)),
-            None => self.get_range(path, range).map(|bytes| buf.fill(bytes.len()).copy_from_slice(&bytes)),
-        };
+        let Some(root) = &self.local_root else { return buf.keep(self.get_range(path, range)) };
+        let read = self.kept_file(root, path).and_then(|file| local::read_range_into(&file, path, range, buf));
         if read.is_err() {
             buf.clear();
         }
